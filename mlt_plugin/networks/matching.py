@@ -1,0 +1,101 @@
+"""The matching network of section 3.2.1: phi (5 convs), channel attention, L2 normalisation, xcorr.
+
+Shape arithmetic (no padding; conv out = (in - k) / s + 1, pool 3x3 stride 2):
+
+    layer                       x: 127x127x3      z: 255x255x3
+    conv1 11x11x3x128, s2       59x59x128         123x123x128
+    maxpool 3x3, s2             29x29             61x61
+    conv2 5x5x128x256           25x25x256         57x57x256
+    maxpool 3x3, s2             12x12             28x28
+    conv3 3x3x256x384           10x10x384         26x26x384
+    conv4 3x3x384x256           8x8x256           24x24x256
+    conv5 1x1x256x192 (w5)      8x8x192           24x24x192
+    xcorr(phi(x), phi(z))       response (24 - 8 + 1) = 17x17, total stride 2 * 2 * 2 = 8
+
+Batch norm follows every conv; ReLU follows conv1-conv4 (the embedding itself is signed).
+The adaptive last layer appends ``w_target`` (1x1x256x32) to w5 and scales the 224 channels by the
+meta-learner's sigmoid attention (eq. 4). Features are L2-normalised per position across channels,
+so the cross-correlation divided by the template area is the mean cosine similarity in [-1, 1];
+a learned scale and bias turn it into the logit f that the logistic loss (eq. 6) is defined on.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BASE_CHANNELS = 192  # w5 output channels
+TARGET_CHANNELS = 32  # w_target output channels
+ADAPTED_CHANNELS = BASE_CHANNELS + TARGET_CHANNELS  # 224
+CONV4_CHANNELS = 256
+
+
+def _conv_bn(cin, cout, k, stride=1, relu=True):
+    layers = [nn.Conv2d(cin, cout, k, stride, bias=False), nn.BatchNorm2d(cout)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+class MatchingNetwork(nn.Module):
+    """f_w(x, z) = phi_w(x) * phi_w(z), with an optionally adapted last layer (eq. 1 and eq. 4).
+
+    ``out_channels`` is 192 for MLT (w_target adds 32) and 224 for the MLT-mt baselines.
+    """
+
+    def __init__(self, out_channels: int = BASE_CHANNELS):
+        super().__init__()
+        self.out_channels = out_channels
+        # phi up to conv4: shared by the frozen part of every variant.
+        self.backbone = nn.Sequential(
+            *_conv_bn(3, 128, 11, stride=2),
+            nn.MaxPool2d(3, 2),
+            *_conv_bn(128, 256, 5),
+            nn.MaxPool2d(3, 2),
+            *_conv_bn(256, 384, 3),
+            *_conv_bn(384, CONV4_CHANNELS, 3),
+        )
+        self.conv5 = nn.Conv2d(CONV4_CHANNELS, out_channels, 1, bias=False)  # w5
+        self.bn5 = nn.BatchNorm2d(out_channels)
+        # Logit f = scale * mean cosine similarity + bias.
+        self.response_scale = nn.Parameter(torch.tensor(10.0))
+        self.response_bias = nn.Parameter(torch.tensor(-5.0))
+        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255)
+        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255)
+
+    def conv4_features(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB images (B, 3, H, W), 0-255 values, to conv4 features (B, 256, h, w)."""
+        return self.backbone((images - self.pixel_mean) / self.pixel_std)
+
+    def embed(self, conv4, w5=None, w_target=None, attention=None) -> torch.Tensor:
+        """The last layer, channel attention and L2 normalisation: conv4 (B, 256, h, w) -> (B, C, h, w).
+
+        w5: per-sample last-layer kernels (B, out_channels, 256), used to take per-sample gradients
+            (eq. 2); None uses the network's own w5.
+        w_target: (B or 1, 32, 256) target-specific kernels from the meta-learner (eq. 4).
+        attention: (B or 1, C) channel attention weights in (0, 1).
+        """
+        if w5 is None:
+            features = self.conv5(conv4)
+        else:
+            features = torch.einsum("bchw,bkc->bkhw", conv4, w5)
+        features = self.bn5(features)
+        if w_target is not None:
+            target = torch.einsum("bchw,bkc->bkhw", conv4, w_target.expand(conv4.shape[0], -1, -1))
+            features = torch.cat([features, target], dim=1)
+        if attention is not None:
+            features = features * attention[:, :, None, None]
+        return F.normalize(features, dim=1)
+
+    def correlate(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
+        """Cross-correlate embeddings: template (1 or B, C, 8, 8), search (B, C, 24, 24) -> logits (B, 17, 17)."""
+        batch = search.shape[0]
+        if template.shape[0] == 1:
+            response = F.conv2d(search, template)
+        else:  # one template per search patch: grouped convolution
+            response = F.conv2d(search.reshape(1, -1, *search.shape[2:]), template, groups=batch)
+        area = template.shape[2] * template.shape[3]
+        response = response.reshape(batch, *response.shape[2:]) / area
+        return self.response_scale * response + self.response_bias
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Eq. (1): logits (B, 17, 17) for exemplars x (B, 3, 127, 127) and search images z (B, 3, 255, 255)."""
+        return self.correlate(self.embed(self.conv4_features(x)), self.embed(self.conv4_features(z)))

@@ -1,0 +1,60 @@
+"""Tracker parameters: one attribute bag, compatible with pytracking's ``TrackerParams``."""
+import importlib
+import pkgutil
+
+import torch
+
+class TrackerParams:
+    """Attribute bag with pytracking's ``has`` / ``get`` / ``set_default_values`` API."""
+
+    def set_default_values(self, default_vals: dict):
+        for name, val in default_vals.items():
+            if not hasattr(self, name):
+                setattr(self, name, val)
+
+    def get(self, name: str, *default):
+        if len(default) > 1:
+            raise ValueError("get() takes at most one default value")
+        if not default:
+            return getattr(self, name)
+        return getattr(self, name, default[0])
+
+    def has(self, name: str) -> bool:
+        return hasattr(self, name)
+
+    def __repr__(self):
+        items = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()))
+        return f"TrackerParams({items})"
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(name) -> torch.device:
+    """Turn a device name into a torch.device, failing clearly on an unknown or absent one."""
+    if name is None or name == "auto":
+        name = default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {name!r}: use 'cpu', 'cuda' or 'cuda:N'") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}: use 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+def load_parameters(name: str = "default") -> TrackerParams:
+    """Build the parameter set ``parameter/mlt/<name>.py``."""
+    names = parameter_set_names()
+    if name not in names:
+        raise ValueError(f"unknown parameter set {name!r}; choose one of {', '.join(names)}")
+    return importlib.import_module(f"parameter.mlt.{name}").parameters()
+
+
+def parameter_set_names() -> list:
+    import parameter.mlt
+
+    return sorted(m.name for m in pkgutil.iter_modules(parameter.mlt.__path__))

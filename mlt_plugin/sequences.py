@@ -1,0 +1,211 @@
+"""Sequences in the benchmarks' native layouts: frame paths plus 0-based [x, y, w, h] boxes.
+
+Layouts (see ../shared/data/README.md for the conventions):
+  OTB / DTB70   <seq>/img/*.jpg + groundtruth_rect[.N].txt            1-based x,y,w,h
+  LaSOT         <seq>/img/*.jpg + groundtruth.txt (+ full_occlusion.txt, out_of_view.txt)   1-based
+  GOT-10k       <seq>/*.jpg + groundtruth.txt (+ absence.label)       0-based
+  VOT           <seq>/sequence + color/*.jpg + groundtruth.txt        0-based polygons or rectangles
+  UAV123        <root>/data_seq/<subset>/<folder>/*.jpg + anno/<subset>/<name>.txt + <subset>.json   1-based
+  UAVDT         <root>/UAV-benchmark-S/<name>/img*.jpg + anno/<name>_gt.txt   1-based
+VOT polygons become their axis-aligned bounding box (min/max of the corners).
+"""
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+@dataclass
+class Sequence:
+    name: str
+    frames: list  # image paths (or in-memory RGB arrays for generated sequences)
+    boxes: np.ndarray  # (N, 4) float [x, y, w, h], 0-based; NaN where not annotated
+    visible: np.ndarray = field(default=None)  # (N,) bool: target visible and annotated
+
+    def __post_init__(self):
+        if self.visible is None:
+            self.visible = np.isfinite(self.boxes).all(1) & (self.boxes[:, 2:] > 0).all(1)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def frame(self, index: int) -> np.ndarray:
+        item = self.frames[index]
+        return item if isinstance(item, np.ndarray) else read_image(item)
+
+
+def read_image(path) -> np.ndarray:
+    """An image file as RGB uint8 HxWx3 (grayscale expanded)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}: the file is missing, empty or not a decodable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_boxes(path, one_based: bool) -> np.ndarray:
+    """x,y,w,h or 8-value polygon per line (comma/tab/space separated) -> (N, 4) 0-based boxes."""
+    rows = []
+    text = Path(path).read_text().splitlines()
+    for number, line in enumerate(text, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            values = [float(v) for v in re.split(r"[,\s]+", line) if v]
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: cannot parse {line!r} as numbers") from err
+        if len(values) == 4:
+            rows.append(values)
+        elif len(values) >= 6 and len(values) % 2 == 0:  # polygon: its bounding box
+            xs, ys = values[0::2], values[1::2]
+            rows.append([min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)])
+        elif len(values) == 1 and np.isnan(values[0]):  # VOT 0-frame marker / absent
+            rows.append([np.nan] * 4)
+        else:
+            raise ValueError(f"{path}, line {number}: expected 4 values (x,y,w,h) or a polygon, got {line!r}")
+    boxes = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    if one_based:
+        boxes[:, :2] -= 1
+    return boxes
+
+
+def read_flags(path) -> np.ndarray:
+    """A per-frame 0/1 label file (one value per line, or comma separated on one line)."""
+    return np.array([int(float(v)) for v in re.split(r"[,\s]+", Path(path).read_text().strip()) if v], dtype=bool)
+
+
+def _images_in(folder: Path) -> list:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _checked(name, frames, boxes, gt_path, visible=None) -> Sequence:
+    if not frames:
+        raise ValueError(f"sequence {name}: no frames found next to {gt_path}")
+    if len(boxes) < len(frames):
+        raise ValueError(
+            f"{gt_path} has {len(boxes)} boxes for {len(frames)} frames: "
+            f"line {len(boxes) + 1} (for frame {frames[len(boxes)]}) is missing"
+        )
+    boxes = boxes[: len(frames)]
+    return Sequence(name, frames, boxes, visible)
+
+
+def _otb_targets(folder: Path) -> list:
+    gts = sorted(folder.glob("groundtruth_rect*.txt"))
+    frames = _images_in(folder / "img")
+    many = len(gts) > 1
+    return [
+        _checked(f"{folder.name}.{gt.stem.split('.')[-1]}" if many else folder.name, frames, read_boxes(gt, True), gt)
+        for gt in gts
+    ]
+
+
+def _lasot_or_got(folder: Path, lasot: bool) -> Sequence:
+    gt = folder / "groundtruth.txt"
+    frames = _images_in(folder / "img") if lasot else _images_in(folder)
+    boxes = read_boxes(gt, one_based=lasot)
+    visible = None
+    hidden_files = ("full_occlusion.txt", "out_of_view.txt") if lasot else ("absence.label",)
+    hidden = np.zeros(len(boxes), dtype=bool)
+    for name in hidden_files:
+        if (folder / name).is_file():
+            flags = read_flags(folder / name)
+            hidden[: len(flags)] |= flags[: len(hidden)]
+    visible = ~hidden & np.isfinite(boxes).all(1) & (boxes[:, 2:] > 0).all(1)
+    seq = _checked(folder.name, frames, boxes, gt)
+    seq.visible = visible[: len(seq)]
+    return seq
+
+
+def _vot(folder: Path) -> Sequence:
+    pattern = "color/%08d.jpg"
+    meta = folder / "sequence"
+    if meta.is_file():
+        for line in meta.read_text().splitlines():
+            if line.startswith("channels.color="):
+                pattern = line.split("=", 1)[1].strip()
+    gt = folder / "groundtruth.txt"
+    boxes = read_boxes(gt, one_based=False)
+    image_dir = (folder / pattern).parent
+    frames = _images_in(image_dir) if image_dir.is_dir() else []
+    return _checked(folder.name, frames, boxes, gt)
+
+
+def _uavdt(folder: Path) -> Sequence:
+    gt = folder.parent.parent / "anno" / f"{folder.name}_gt.txt"
+    return _checked(folder.name, _images_in(folder), read_boxes(gt, True), gt)
+
+
+def _uav123_root(root: Path) -> list:
+    sequences = []
+    for meta_file in sorted(root.glob("UAV*.json")):
+        for subset, entries in json.loads(meta_file.read_text()).items():
+            for name, info in sorted(entries.items()):
+                folder = root / "data_seq" / subset / info["folder_name"]
+                start, end = int(info["start_frame"]), int(info["end_frame"])
+                frames = [p for p in _images_in(folder) if start <= int(p.stem) <= end]
+                gt = root / "anno" / subset / f"{name}.txt"
+                sequences.append(_checked(name, frames, read_boxes(gt, True), gt))
+    return sequences
+
+
+def _targets_in_folder(folder: Path) -> list:
+    """All targets of one sequence folder, or [] if the folder is no sequence."""
+    if list(folder.glob("groundtruth_rect*.txt")) and (folder / "img").is_dir():
+        return _otb_targets(folder)
+    if (folder / "groundtruth.txt").is_file():
+        if (folder / "sequence").is_file() or (folder / "color").is_dir():
+            return [_vot(folder)]
+        return [_lasot_or_got(folder, lasot=(folder / "img").is_dir())]
+    if folder.parent.name == "UAV-benchmark-S":
+        return [_uavdt(folder)]
+    return []
+
+
+def load_sequences(path, max_depth: int = 3) -> list:
+    """Every target sequence found at ``path``: one sequence folder, or a benchmark root searched to ``max_depth``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such sequence or dataset folder: {path}")
+    if path.is_file():
+        raise ValueError(f"{path} is a file; expected a sequence folder or a benchmark root (videos: use load_video)")
+    if list(path.glob("UAV*.json")) and (path / "data_seq").is_dir():
+        return _uav123_root(path)
+    found = _targets_in_folder(path)
+    if found or max_depth == 0:
+        return found
+    for child in sorted(p for p in path.iterdir() if p.is_dir()):
+        found.extend(load_sequences(child, max_depth - 1))
+    return found
+
+
+def load_sequence(path) -> Sequence:
+    """One sequence folder (the first target where a folder has several)."""
+    found = _targets_in_folder(Path(path)) if Path(path).is_dir() else []
+    if not found:
+        raise ValueError(
+            f"{path} is not a sequence folder in a known layout (OTB, VOT, LaSOT, GOT-10k, UAV123, UAVDT): "
+            "expected img/ + groundtruth_rect.txt, groundtruth.txt + frames, or a VOT 'sequence' file"
+        )
+    return found[0]
+
+
+def load_video(path) -> Sequence:
+    """A video file as a sequence of in-memory RGB frames, with no ground truth."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    if not frames:
+        raise ValueError(f"cannot read any frame from video {path}")
+    return Sequence(Path(path).stem, frames, np.full((len(frames), 4), np.nan))

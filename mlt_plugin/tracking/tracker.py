@@ -1,0 +1,193 @@
+"""The MLT tracker (Algorithm 1), with pytracking's BaseTracker contract.
+
+Per frame: crop the search region at 3 scales around the last state, match it with the template
+(eq. 1, or eq. 4 once adapted), upsample the response, penalise scale changes, add the cosine window,
+move to the peak and damp the size change. Confident context patches (response probability at the new
+state > tau) go to a bounded memory; every T frames the M lowest-entropy ones (eq. 5) give delta
+(eq. 2), the meta-learner gives w_target and channel attention (eq. 3), and the last layer is adapted
+(eq. 4). The baselines swap that update: none (MLT-mt) or Adam fine-tuning of w5 (MLT-mt+ft).
+
+The response value compared with tau is the probability sigmoid(f) of the logistic model the
+matching network is trained with (eq. 6): tau = 0.5 means "more likely target than background".
+"""
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
+from mlt_plugin.networks.weights_io import load_weights
+from mlt_plugin.params import TrackerParams, load_parameters, resolve_device
+from mlt_plugin.tracking.crops import context_size, crop_square
+from mlt_plugin.tracking.inputs import parse_box, prepare_image
+from mlt_plugin.tracking.memory import ContextMemory, ContextPatch
+
+UPDATES = ("meta", "none", "finetune")
+
+
+class MLT:
+    """``MLT(params)``: ``initialize(image, box)``, then ``track(image)`` for every following frame."""
+
+    multiobj_mode = "parallel"
+
+    def __init__(self, params=None):
+        if params is None or isinstance(params, str):
+            params = load_parameters(params or "default")
+        if not isinstance(params, TrackerParams):
+            raise ValueError(f"params must be a TrackerParams or a parameter set name, got {type(params).__name__}")
+        if params.update not in UPDATES:
+            raise ValueError(f"params.update must be one of {UPDATES}, got {params.update!r}")
+        self.params = params
+        self.device = resolve_device(params.device)
+        if params.get("num_threads", None):
+            torch.set_num_threads(params.num_threads)
+        variant = "mlt" if params.update == "meta" else "mt"
+        self.net, self.meta_learner = load_weights(variant, params.weights)
+        self.net = self.net.to(self.device, params.dtype).eval()
+        if self.meta_learner is not None:
+            self.meta_learner = self.meta_learner.to(self.device).eval()
+        self._initial_w5 = self.net.conv5.weight.detach().clone()
+        up = params.response_upsample * 17
+        hann = np.hanning(up)
+        self.window = np.outer(hann, hann) / np.outer(hann, hann).sum()
+        self.scales = np.asarray(params.scales, dtype=np.float64)
+        self.initialized = False
+
+    # pytracking calls this before initialize(); the networks are already loaded.
+    def initialize_features(self):
+        pass
+
+    def initialize(self, image, info) -> dict:
+        """Start tracking ``info`` ([x, y, w, h], 0-based, or a dict with 'init_bbox') in ``image``."""
+        started = time.perf_counter()
+        image = prepare_image(image)
+        box = parse_box(info)
+        p = self.params
+        self.image_size = image.shape[:2]
+        self.center = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
+        self.size = box[2:].copy()
+        self._clamp_state()
+        self.pad_color = image.mean((0, 1))
+        exemplar_side = context_size(*self.size, p.context_amount)
+        self.search_side = exemplar_side * p.instance_size / p.exemplar_size
+        exemplar = crop_square(image, self.center, exemplar_side, p.exemplar_size, self.pad_color)
+        self.net.conv5.weight.data.copy_(self._initial_w5)  # undo fine-tuning from a previous sequence
+        with torch.inference_mode():
+            template_conv4 = self.net.conv4_features(self._to_tensor([exemplar]))
+        self.template_conv4 = template_conv4.float().clone()  # a normal tensor: updates differentiate through it
+        self.w_target = self.attention = None
+        self._update_template()
+        self.memory = ContextMemory(p.memory_size)
+        self.frame_index = 1  # frame t of Algorithm 1; the initial frame is t = 1
+        self.initialized = True
+        return {"time": time.perf_counter() - started}
+
+    def track(self, image, info=None) -> dict:
+        """Locate the target in the next frame: {'target_bbox': [x, y, w, h], 'object_presence_score': p}."""
+        if not self.initialized:
+            raise ValueError("track() called before initialize(): give the first frame and box to initialize()")
+        image = prepare_image(image)
+        p = self.params
+        self.frame_index += 1
+        if image.shape[:2] != self.image_size:  # frame size changed mid-sequence: keep the state inside it
+            self.image_size = image.shape[:2]
+            self._clamp_state()
+        sides = self.search_side * self.scales
+        crops = [crop_square(image, self.center, side, p.instance_size, self.pad_color) for side in sides]
+        with torch.inference_mode(), self._autocast():
+            conv4 = self.net.conv4_features(self._to_tensor(crops))
+            search = self.net.embed(conv4, w_target=self.w_target, attention=self.attention)
+            logits = self.net.correlate(self.template, search).float().cpu().numpy()
+
+        best, peak, confidence = self._locate(logits)
+        # Peak offset from the response centre, in upsampled pixels -> image pixels.
+        up_size = logits.shape[-1] * p.response_upsample
+        offset_up = np.array(peak, dtype=np.float64) - (up_size - 1) / 2  # (row, col)
+        offset_image = offset_up * p.total_stride / p.response_upsample * sides[best] / p.instance_size
+        self.center = self.center + offset_image[::-1]
+        scale = (1 - p.scale_damping) + p.scale_damping * self.scales[best]
+        self.size = self.size * scale
+        self.search_side *= scale
+        self._clamp_state()
+
+        if confidence > p.confidence_threshold:
+            self.memory.add(
+                ContextPatch(
+                    conv4=conv4[best].detach().to(torch.float16),
+                    response=torch.sigmoid(torch.from_numpy(logits[best])),
+                    center=torch.tensor(offset_up / p.response_upsample, dtype=torch.float32),
+                )
+            )
+        if self.frame_index % p.update_interval == 0:
+            self.update()
+        box = [self.center[0] - self.size[0] / 2, self.center[1] - self.size[1] / 2, self.size[0], self.size[1]]
+        return {"target_bbox": [float(v) for v in box], "object_presence_score": float(confidence)}
+
+    def update(self):
+        """Adapt the last layer from the memory: meta-learner (MLT) or fine-tuning (MLT-mt+ft)."""
+        p = self.params
+        if p.update == "none":
+            return
+        patches = self.memory.select_min_entropy(p.num_update_samples)
+        if not patches:
+            return
+        search_conv4 = torch.stack([q.conv4 for q in patches]).to(self.device, torch.float32)
+        labels = label_map(torch.stack([q.center for q in patches]).to(self.device), p.label_radius)
+        if p.update == "meta":
+            delta = meta_gradient(self.net, self.template_conv4, search_conv4, labels)
+            with torch.inference_mode():
+                self.w_target, self.attention = self.meta_learner(delta)
+        else:
+            self._finetune(search_conv4, labels)
+        self._update_template()
+
+    def _finetune(self, search_conv4, labels):
+        """MLT-mt+ft: Adam steps on w5 only (batch norm statistics frozen)."""
+        p = self.params
+        weight = self.net.conv5.weight
+        optimizer = torch.optim.Adam([weight], lr=p.finetune_lr)
+        with torch.enable_grad():
+            weight.requires_grad_(True)
+            for _ in range(p.finetune_iterations):
+                template = self.net.embed(self.template_conv4)
+                logits = self.net.correlate(template, self.net.embed(search_conv4))
+                loss = logistic_loss(logits, labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            weight.requires_grad_(False)
+
+    def _update_template(self):
+        with torch.inference_mode():
+            self.template = self.net.embed(self.template_conv4, w_target=self.w_target, attention=self.attention)
+
+    def _locate(self, logits):
+        """Best scale, peak (row, col) in the upsampled map, and the response probability there."""
+        p = self.params
+        up_size = logits.shape[-1] * p.response_upsample
+        maps = np.stack([cv2.resize(m, (up_size, up_size), interpolation=cv2.INTER_CUBIC) for m in logits])
+        probs = 1 / (1 + np.exp(-maps))
+        penalised = probs.max((1, 2)) * np.where(self.scales == 1.0, 1.0, p.scale_penalty)
+        best = int(np.argmax(penalised))
+        response = probs[best] - probs[best].min()
+        response = response / max(float(response.sum()), 1e-12)
+        response = (1 - p.window_influence) * response + p.window_influence * self.window
+        peak = np.unravel_index(int(np.argmax(response)), response.shape)
+        return best, peak, float(probs[best][peak])
+
+    def _clamp_state(self):
+        """Keep the centre inside the frame and the size between min_size and 10x the frame."""
+        height, width = self.image_size
+        self.center = np.clip(self.center, 0, [width, height])
+        self.size = np.clip(self.size, self.params.min_size, 10 * np.array([width, height]))
+
+    def _to_tensor(self, crops):
+        batch = torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2)))
+        return batch.to(self.device, self.params.dtype)
+
+    def _autocast(self):
+        if not self.params.autocast:
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)

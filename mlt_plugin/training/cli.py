@@ -1,0 +1,52 @@
+"""`mlt train matching|mt|meta`: argument parsing for the training stages."""
+from mlt_plugin.training import split
+from mlt_plugin.training.datasets import load_source, parse_source_spec
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "train",
+        help="train the matching network (eq. 6), MLT-mt, or the meta-learner (eq. 7)",
+        description="Sources are KIND:ROOT[:WEIGHT] (KIND seq: any OTB/VOT/LaSOT/GOT-10k/UAV123/UAVDT root; "
+        "coco: YOLO still images). Without --source: the training split of ../shared/data.",
+    )
+    parser.add_argument("stage", choices=["matching", "mt", "meta"])
+    parser.add_argument("--source", action="append", default=[], help="KIND:ROOT[:WEIGHT], repeatable")
+    parser.add_argument("--exclude", nargs="*", default=None,
+                        help="sequence names never to train on (default with the shared data: the validation split)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv, exported weights")
+    parser.add_argument("--iterations", type=int, default=None, help="default: 95000 (matching, mt) / 11000 (meta)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--matching-weights", help="meta stage: the matching stage's matching.safetensors")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    parser.add_argument("--amp", action="store_true", help="autocast: bf16 on CPU, fp16 on CUDA")
+    parser.add_argument("--workers", type=int, default=2, help="data loader processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run)
+
+
+def default_sources(exclude):
+    if not split.SHARED_DATA.is_dir():
+        raise FileNotFoundError(f"no --source given and the shared data folder {split.SHARED_DATA} is absent")
+    sources = [("seq", str(split.SHARED_DATA / root), weight) for root, weight in split.TRAIN_ROOTS.items()]
+    return sources + [("coco", str(split.SHARED_DATA / split.COCO_ROOT), split.COCO_WEIGHT)], exclude
+
+
+def run(args):
+    from mlt_plugin.training.trainer import train
+
+    if args.source:
+        specs, exclude = [parse_source_spec(s) for s in args.source], set(args.exclude or ())
+    else:
+        specs, exclude = default_sources(set(split.VALIDATION) if args.exclude is None else set(args.exclude))
+    sources = [load_source(kind, root, weight, exclude) for kind, root, weight in specs]
+    for source in sources:
+        print(f"source {source.kind}:{source.root} weight {source.weight}: {len(source.trajectories)} trajectories")
+    iterations = args.iterations or (11000 if args.stage == "meta" else 95000)
+    loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
+                 args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads)
+    print(f"final loss {loss:.4f}; weights exported to {args.out}")

@@ -1,0 +1,36 @@
+"""Named training sources: a dataset kind and root, read into trajectories, with a sampling weight."""
+from dataclasses import dataclass
+
+from mlt_plugin.sequences import load_sequences
+from mlt_plugin.training.datasets.coco import load_yolo_images
+
+KINDS = ("seq", "coco")
+
+
+@dataclass
+class Source:
+    kind: str
+    root: str
+    weight: float
+    trajectories: list
+
+
+def load_source(kind: str, root: str, weight: float = 1.0, exclude=()) -> Source:
+    """Read one root. kind 'seq': any video layout mlt_plugin.sequences reads; 'coco': YOLO still images."""
+    if kind == "seq":
+        trajectories = [s for s in load_sequences(root) if s.name not in exclude and s.visible.sum() >= 2]
+    elif kind == "coco":
+        trajectories = load_yolo_images(root)
+    else:
+        raise ValueError(f"unknown source kind {kind!r}; expected one of {KINDS}")
+    if not trajectories:
+        raise ValueError(f"no usable trajectories found in {kind} root {root}")
+    return Source(kind, str(root), weight, trajectories)
+
+
+def parse_source_spec(spec: str):
+    """'kind:root[:weight]' -> (kind, root, weight), e.g. 'seq:../shared/data/otb:2'."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in KINDS:
+        raise ValueError(f"bad source {spec!r}: expected KIND:ROOT[:WEIGHT] with KIND in {KINDS}")
+    return parts[0], parts[1], float(parts[2]) if len(parts) == 3 else 1.0

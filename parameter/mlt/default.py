@@ -1,0 +1,37 @@
+"""MLT as in the paper (section 4.1): matching network + meta-learner updates every T frames."""
+import torch
+
+from mlt_plugin.params import TrackerParams, default_device
+
+
+def parameters() -> TrackerParams:
+    params = TrackerParams()
+    params.name = "default"
+    params.device = default_device()
+    params.dtype = torch.float32  # network run dtype; weights are fp16 on disk
+    params.autocast = False  # bf16 (CPU) / fp16 (CUDA) autocast for the per-frame forward
+    params.weights = None  # None: the weights shipped in mlt_plugin/weights/
+    params.num_threads = None  # torch CPU threads; None leaves torch's default
+
+    # Geometry (SiamFC conventions, section 3.2.1).
+    params.exemplar_size = 127  # x
+    params.instance_size = 255  # z
+    params.context_amount = 0.5  # padding around the box: (w + h) / 2
+    params.total_stride = 8
+    params.response_upsample = 16  # 17x17 -> 272x272 before the arg-max
+
+    # Search (section 4.1).
+    params.scales = (1 / 1.035, 1.0, 1.035)
+    params.scale_penalty = 0.97
+    params.scale_damping = 0.59  # weight of the new scale in the size update
+    params.window_influence = 0.25  # cosine window weight
+    params.min_size = 2.0  # smallest tracked width/height in pixels
+
+    # Online adaptation (Algorithm 1).
+    params.update = "meta"  # "meta" (MLT), "none" (MLT-mt), "finetune" (MLT-mt+ft)
+    params.confidence_threshold = 0.5  # tau, on the probability sigmoid(f) of the response
+    params.memory_size = 64  # K: most recent confident context patches kept
+    params.update_interval = 30  # T
+    params.num_update_samples = 8  # M, chosen by minimum entropy (eq. 5)
+    params.label_radius = 2.0  # positive radius on the 17x17 label map, in response cells
+    return params
