@@ -22,3 +22,15 @@ COCO_ROOT, COCO_WEIGHT = "coco128", 2.0
 
 def is_validation(name: str) -> bool:
     return name in VALIDATION
+
+
+def validation_sequences() -> list:
+    """The validation sequences, read from the shared data."""
+    from mlt_plugin.sequences import load_sequences
+
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(f"the shared data folder {SHARED_DATA} is absent: give sequence paths explicitly")
+    found = []
+    for name, rel in VALIDATION.items():
+        found += [s for s in load_sequences(SHARED_DATA / rel) if s.name == name]
+    return found

@@ -1,0 +1,24 @@
+import warnings
+
+import pytest
+import torch
+
+from mlt_plugin.training.split import SHARED_DATA
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def shared_data():
+    """The shared real data folder (../shared/data); tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (the ../shared/data folder beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def quiet_untrained():
+    """Silence the untrained-weights warning where a test does not depend on accuracy."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,83 @@
+"""Shapes of the networks and the paper's equations: (2), (3), (4), (6)."""
+import pytest
+import torch
+
+from mlt_plugin.networks import MatchingNetwork, MetaLearner, label_map, logistic_loss, meta_gradient
+from mlt_plugin.networks.losses import balance_weights
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return MatchingNetwork().eval()
+
+
+def test_shapes_follow_the_paper(net):
+    x, z = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
+    assert net.conv4_features(x).shape == (2, 256, 8, 8)
+    assert net.conv4_features(z).shape == (2, 256, 24, 24)
+    assert net(x, z).shape == (2, 17, 17)
+    kernel_shapes = [m.weight.shape for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert kernel_shapes == [(128, 3, 11, 11), (256, 128, 5, 5), (384, 256, 3, 3), (256, 384, 3, 3), (192, 256, 1, 1)]
+    assert MatchingNetwork(224).conv5.weight.shape == (224, 256, 1, 1)
+
+
+def test_meta_learner_layers_and_outputs():
+    meta = MetaLearner().eval()
+    linear = [m for m in meta.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(256 * 192, 512), (512, 512), (512, 256 * 32 + 224)]
+    assert [m.p for m in meta.modules() if isinstance(m, torch.nn.Dropout)] == pytest.approx([0.3, 0.3])
+    w_target, attention = meta(torch.randn(3, 192, 256))
+    assert w_target.shape == (3, 32, 256) and attention.shape == (3, 224)
+    assert ((attention > 0) & (attention < 1)).all()
+
+
+def test_adapted_last_layer_has_224_channels(net):
+    conv4 = torch.randn(2, 256, 8, 8)
+    base = net.embed(conv4)
+    adapted = net.embed(conv4, w_target=torch.randn(1, 32, 256), attention=torch.rand(1, 224))
+    assert base.shape == (2, 192, 8, 8) and adapted.shape == (2, 224, 8, 8)
+    # L2 normalisation per position across channels.
+    assert torch.allclose(adapted.norm(dim=1), torch.ones(2, 8, 8), atol=1e-5)
+
+
+def test_label_map_marks_the_target_position():
+    labels = label_map(torch.tensor([[0.0, 0.0], [3.0, -2.0]]), radius=2)
+    assert labels.shape == (2, 17, 17) and set(labels.unique().tolist()) == {-1.0, 1.0}
+    assert labels[0, 8, 8] == 1 and labels[0, 8, 11] == -1 and labels[0, 8, 10] == 1
+    assert labels[1, 11, 6] == 1 and labels[1, 8, 8] == -1
+    assert int((labels[0] > 0).sum()) == 13  # the cells within radius 2 of the centre
+
+
+def test_loss_weighting_balances_the_classes():
+    labels = label_map(torch.zeros(1, 2), radius=2)
+    zeta = balance_weights(labels)
+    positive = labels > 0
+    # Each class carries half of the weight; mean weight 1 keeps the (1/|P|) normalisation of eq. (6).
+    assert zeta[positive].sum() == pytest.approx(zeta[~positive].sum())
+    assert zeta.mean() == pytest.approx(1.0)
+    logits = torch.randn(1, 17, 17)
+    manual = (zeta * torch.log1p(torch.exp(-logits * labels))).sum() / 289
+    assert logistic_loss(logits, labels) == pytest.approx(float(manual), rel=1e-5)
+
+
+def test_delta_is_the_mean_negative_gradient_over_contexts(net):
+    """Eq. (2) against a direct autograd computation, for two targets with M = 3 contexts each."""
+    torch.manual_seed(1)
+    template = torch.randn(2, 256, 8, 8).relu()
+    search = torch.randn(6, 256, 24, 24).relu()
+    labels = label_map(torch.randn(6, 2), radius=2)
+    delta = meta_gradient(net, template, search, labels)
+    assert delta.shape == (2, 192, 256)
+    for target in range(2):
+        w5 = net.conv5.weight.detach().clone().requires_grad_(True)
+        losses = []
+        for i in range(3):
+            k = target * 3 + i
+            emb = lambda c: torch.nn.functional.normalize(  # noqa: E731
+                net.bn5(torch.nn.functional.conv2d(c, w5)), dim=1
+            )
+            logits = net.correlate(emb(template[target : target + 1]), emb(search[k : k + 1]))
+            losses.append(logistic_loss(logits, labels[k : k + 1]))
+        (grad,) = torch.autograd.grad(-torch.stack(losses).mean(), w5)
+        assert torch.allclose(delta[target], grad.flatten(1), atol=1e-6, rtol=1e-4)

@@ -1,0 +1,164 @@
+"""Algorithm 1: memory, entropy selection, update period, parameter sets and the pytracking contract."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mlt_plugin import MLT, load_parameters
+from mlt_plugin.demo import demo_sequence
+from mlt_plugin.networks import weights_io
+from mlt_plugin.sequences import load_sequence
+from mlt_plugin.tracking.memory import ContextMemory, ContextPatch, response_entropy
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return demo_sequence(num_frames=24)
+
+
+def _patch(response):
+    return ContextPatch(torch.zeros(1), response, torch.zeros(2))
+
+
+def test_entropy_selection_picks_the_lowest_entropy_maps():
+    rng = torch.Generator().manual_seed(0)
+    peaked = [torch.full((17, 17), 0.01) for _ in range(3)]
+    for k, m in enumerate(peaked):
+        m[8, 8 + k] = 1.0 + k  # sharper and sharper peaks
+    flat = [torch.rand(17, 17, generator=rng) * 0.1 + 0.5 for _ in range(5)]
+    memory = ContextMemory(capacity=20)
+    for m in flat[:2] + peaked + flat[2:]:
+        memory.add(_patch(m))
+    chosen = memory.select_min_entropy(3)
+    assert [c.response for c in chosen] == [peaked[2], peaked[1], peaked[0]]
+    assert len({id(c) for c in memory.select_min_entropy(8)}) == 8  # without replacement
+    uniform = torch.ones(17, 17)
+    assert response_entropy(uniform) == pytest.approx(np.log(289), rel=1e-5)
+
+
+def test_memory_is_bounded_and_keeps_the_most_recent():
+    memory = ContextMemory(capacity=3)
+    maps = [torch.full((17, 17), float(k)) for k in range(1, 6)]
+    for m in maps:
+        memory.add(_patch(m))
+    assert len(memory) == 3 and [p.response for p in memory.patches] == maps[2:]
+
+
+def _tracker(name="default", **overrides):
+    params = load_parameters(name)
+    params.device = "cpu"
+    for key, value in overrides.items():
+        setattr(params, key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MLT(params)
+
+
+@pytest.mark.parametrize("tau, expected", [(1.01, 0), (-0.01, 11)])
+def test_memory_threshold(demo, tau, expected):
+    tracker = _tracker(confidence_threshold=tau, update_interval=1000)
+    tracker.initialize(demo.frame(0), demo.boxes[0])
+    scores = [tracker.track(demo.frame(i))["object_presence_score"] for i in range(1, 12)]
+    assert len(tracker.memory) == expected
+    assert all(0 <= s <= 1 for s in scores)
+
+
+def test_memory_stores_only_confident_patches(demo):
+    tracker = _tracker(update_interval=1000)
+    tracker.initialize(demo.frame(0), demo.boxes[0])
+    tau = None
+    scores = []
+    for i in range(1, 12):
+        scores.append(tracker.track(demo.frame(i))["object_presence_score"])
+        tau = tau or tracker.params.confidence_threshold
+    assert len(tracker.memory) == sum(s > tau for s in scores)
+
+
+def test_meta_update_every_T_frames(demo, monkeypatch):
+    tracker = _tracker(update_interval=5, confidence_threshold=-1)
+    calls = []
+    original = tracker.meta_learner.forward
+    monkeypatch.setattr(tracker.meta_learner, "forward", lambda d: calls.append(tracker.frame_index) or original(d))
+    tracker.initialize(demo.frame(0), demo.boxes[0])
+    assert tracker.template.shape[1] == 192  # eq. (1) before any update
+    for i in range(1, 16):
+        tracker.track(demo.frame(i))
+    assert calls == [5, 10, 15]
+    assert tracker.template.shape[1] == 224 and tracker.w_target.shape == (1, 32, 256)
+
+
+def test_template_features_are_kept_not_recomputed(demo, monkeypatch):
+    tracker = _tracker(update_interval=3, confidence_threshold=-1)
+    tracker.initialize(demo.frame(0), demo.boxes[0])
+    crops = []
+    original = tracker.net.conv4_features
+    monkeypatch.setattr(tracker.net, "conv4_features", lambda x: crops.append(x.shape[0]) or original(x))
+    for i in range(1, 7):
+        tracker.track(demo.frame(i))
+    assert crops == [3] * 6  # one batched 3-scale forward per frame; meta updates add none
+
+
+def test_baselines_are_parameter_sets():
+    mt, ft, default = load_parameters("mt"), load_parameters("mt_ft"), load_parameters("default")
+    assert (default.update, mt.update, ft.update) == ("meta", "none", "finetune")
+    assert (ft.update_interval, ft.finetune_iterations, ft.finetune_lr) == (50, 30, 1e-3)
+    assert default.scales == pytest.approx((1 / 1.035, 1, 1.035))
+    assert (default.scale_penalty, default.scale_damping, default.window_influence) == (0.97, 0.59, 0.25)
+    assert (default.update_interval, default.confidence_threshold, default.num_update_samples) == (30, 0.5, 8)
+    assert default.has("device") and default.get("nothing", 3) == 3
+    assert _tracker("mt").net.conv5.out_channels == 224
+
+
+def test_finetune_baseline_changes_only_w5(demo):
+    tracker = _tracker("mt_ft", update_interval=4, confidence_threshold=-1, finetune_iterations=3)
+    before = {k: v.clone() for k, v in tracker.net.state_dict().items()}
+    tracker.initialize(demo.frame(0), demo.boxes[0])
+    for i in range(1, 5):
+        tracker.track(demo.frame(i))
+    changed = {k for k, v in tracker.net.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"conv5.weight"}
+    tracker.initialize(demo.frame(0), demo.boxes[0])  # a new sequence starts from the trained w5
+    assert torch.equal(tracker.net.conv5.weight, before["conv5.weight"])
+
+
+def test_pytracking_contract(demo):
+    tracker = _tracker("mt")
+    tracker.initialize_features()
+    assert tracker.multiobj_mode == "parallel"
+    out = tracker.initialize(demo.frame(0), {"init_bbox": list(demo.boxes[0])})
+    assert out is None or isinstance(out, dict)
+    result = tracker.track(demo.frame(1), info={})
+    assert set(result) == {"target_bbox", "object_presence_score"}
+    assert len(result["target_bbox"]) == 4 and all(isinstance(v, float) for v in result["target_bbox"])
+
+
+def test_untrained_weights_are_announced(tmp_path, monkeypatch):
+    monkeypatch.setitem(weights_io.DEFAULT_FILES, "mlt", tmp_path / "absent.safetensors")
+    with pytest.warns(weights_io.UntrainedWeightsWarning, match="UNTRAINED"):
+        MLT(load_parameters("default"))
+
+
+def test_weights_round_trip_and_errors(tmp_path):
+    matching, meta = weights_io.build_networks("mlt")
+    path = tmp_path / "w.safetensors"
+    weights_io.save_weights(path, matching, meta)
+    loaded, loaded_meta = weights_io.load_weights("mlt", path)
+    assert torch.allclose(loaded.conv5.weight, matching.conv5.weight.half().float())
+    with pytest.raises(ValueError, match="w.safetensors.*shape"):
+        weights_io.load_weights("mt", path)  # 224-channel network from a 192-channel file
+    corrupt = tmp_path / "bad.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        weights_io.load_weights("mlt", corrupt)
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        weights_io.load_weights("mlt", tmp_path / "nope.safetensors")
+
+
+def test_tracks_50_frames_of_a_real_sequence(shared_data):
+    sequence = load_sequence(shared_data / "otb" / "Dog")
+    tracker = _tracker()
+    tracker.initialize(sequence.frame(0), sequence.boxes[0])
+    boxes = np.array([tracker.track(sequence.frame(i))["target_bbox"] for i in range(1, 51)])
+    assert boxes.shape == (50, 4) and np.isfinite(boxes).all() and (boxes[:, 2:] > 0).all()
+    assert tracker.frame_index == 51
