@@ -158,13 +158,14 @@ def run_eval(args):
 
 
 def build_parser():
+    from mlt_plugin import bench
     from mlt_plugin.training import cli as train_cli
 
     parser = argparse.ArgumentParser(prog="mlt", description="MLT: real-time meta-learning visual tracker")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_track(subparsers)
     _add_eval(subparsers)
-    for module in (train_cli,):
+    for module in (train_cli, bench):
         module.add_parser(subparsers)
     return parser
 

@@ -81,3 +81,18 @@ def test_delta_is_the_mean_negative_gradient_over_contexts(net):
             losses.append(logistic_loss(logits, labels[k : k + 1]))
         (grad,) = torch.autograd.grad(-torch.stack(losses).mean(), w5)
         assert torch.allclose(delta[target], grad.flatten(1), atol=1e-6, rtol=1e-4)
+
+
+def test_folded_batch_norm_gives_the_same_features():
+    torch.manual_seed(2)
+    net = MatchingNetwork()
+    for m in net.modules():  # non-trivial batch norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    z = torch.rand(2, 3, 255, 255) * 255
+    expected = net.conv4_features(z)
+    assert torch.allclose(net.fold_batch_norm().conv4_features(z), expected, atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.backbone)

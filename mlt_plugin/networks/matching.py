@@ -96,6 +96,27 @@ class MatchingNetwork(nn.Module):
         response = response.reshape(batch, *response.shape[2:]) / area
         return self.response_scale * response + self.response_bias
 
+    @torch.no_grad()
+    def fold_batch_norm(self):
+        """For inference only: fold each backbone batch norm into its conv (one pass less per layer) and
+        store the backbone channels-last, the layout oneDNN's CPU convolutions are fastest in."""
+        if self.training:
+            raise ValueError("fold_batch_norm() is for inference: call .eval() first")
+        layers, modules = [], list(self.backbone)
+        for index, module in enumerate(modules):
+            if isinstance(module, nn.BatchNorm2d):
+                continue
+            following = modules[index + 1] if index + 1 < len(modules) else None
+            if isinstance(module, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
+                scale = following.weight / (following.running_var + following.eps).sqrt()
+                conv = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride)
+                conv.weight.copy_(module.weight * scale.view(-1, 1, 1, 1))
+                conv.bias.copy_(following.bias - following.running_mean * scale)
+                module = conv.to(module.weight.device, module.weight.dtype)
+            layers.append(module)
+        self.backbone = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        return self
+
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Eq. (1): logits (B, 17, 17) for exemplars x (B, 3, 127, 127) and search images z (B, 3, 255, 255)."""
         return self.correlate(self.embed(self.conv4_features(x)), self.embed(self.conv4_features(z)))

@@ -1,0 +1,13 @@
+"""CPU real-time preset: MLT with one search scale per frame and reduced-precision autocast.
+
+One scale costs a third of the paper's three; the price is that the size is no longer re-estimated
+(measured with `mlt eval --params default fast`, see the README)."""
+from parameter.mlt.default import parameters as default_parameters
+
+
+def parameters():
+    params = default_parameters()
+    params.name = "fast"
+    params.scales = (1.0,)
+    params.autocast = True  # bf16 on CPU, fp16 on CUDA
+    return params
