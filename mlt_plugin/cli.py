@@ -165,7 +165,9 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_track(subparsers)
     _add_eval(subparsers)
-    for module in (train_cli, bench):
+    from mlt_plugin.toolkits import pytracking_install, vot_setup
+
+    for module in (train_cli, bench, vot_setup, pytracking_install):
         module.add_parser(subparsers)
     return parser
 

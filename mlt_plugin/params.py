@@ -41,6 +41,8 @@ def resolve_device(name) -> torch.device:
         raise ValueError(f"unknown device {name!r}: use 'cpu', 'cuda' or 'cuda:N'") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {name!r}: use 'cpu', 'cuda' or 'cuda:N'")
     return device

@@ -8,6 +8,11 @@ Layouts (see ../shared/data/README.md for the conventions):
   UAV123        <root>/data_seq/<subset>/<folder>/*.jpg + anno/<subset>/<name>.txt + <subset>.json   1-based
   UAVDT         <root>/UAV-benchmark-S/<name>/img*.jpg + anno/<name>_gt.txt   1-based
 VOT polygons become their axis-aligned bounding box (min/max of the corners).
+
+Broken data fails loudly, naming the file: a ground-truth file with fewer lines than frames (a
+single line is allowed: first-frame-only annotation, as in the GOT-10k test split), a blank line
+inside it, a gap or a duplicate in the frame numbering (found at load time, from the file names), and
+a missing, empty, undecodable or truncated frame (found when ``Sequence.frame(i)`` reads it).
 """
 import json
 import re
@@ -37,14 +42,35 @@ class Sequence:
 
     def frame(self, index: int) -> np.ndarray:
         item = self.frames[index]
-        return item if isinstance(item, np.ndarray) else read_image(item)
+        if isinstance(item, np.ndarray):
+            return item
+        try:
+            return read_image(item)
+        except ValueError as err:  # say which sequence and frame, not only which file
+            raise type(err)(f"sequence {self.name}, frame {index}: {err}") from err
+
+
+class FrameNotFoundError(FileNotFoundError, ValueError):
+    """A frame file that does not exist; also a ValueError, like every other unreadable frame."""
 
 
 def read_image(path) -> np.ndarray:
-    """An image file as RGB uint8 HxWx3 (grayscale expanded)."""
+    """An image file as RGB uint8 HxWx3 (grayscale expanded); ValueError naming the file if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FrameNotFoundError(f"frame {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"frame {path} is an empty (0-byte) file")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        # cv2 decodes a truncated JPEG without error (grey below the cut, a warning on stderr only):
+        # a complete one ends with the end-of-image marker FFD9 (some writers pad a few bytes after it).
+        with path.open("rb") as file:
+            file.seek(max(path.stat().st_size - 1024, 0))
+            if b"\xff\xd9" not in file.read():
+                raise ValueError(f"frame {path} is a truncated JPEG (no end-of-image marker): re-extract or replace it")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot read image {path}: the file is missing, empty or not a decodable image")
+        raise ValueError(f"frame {path} is not a decodable image (corrupt, or not an image file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -52,10 +78,12 @@ def read_boxes(path, one_based: bool) -> np.ndarray:
     """x,y,w,h or 8-value polygon per line (comma/tab/space separated) -> (N, 4) 0-based boxes."""
     rows = []
     text = Path(path).read_text().splitlines()
+    while text and not text[-1].strip():  # trailing blank lines are harmless
+        text.pop()
     for number, line in enumerate(text, 1):
         line = line.strip()
-        if not line:
-            continue
+        if not line:  # skipping it would shift every later box to the wrong frame
+            raise ValueError(f"{path}, line {number}: blank line inside the ground truth (one line per frame)")
         try:
             values = [float(v) for v in re.split(r"[,\s]+", line) if v]
         except ValueError as err:
@@ -80,13 +108,38 @@ def read_flags(path) -> np.ndarray:
     return np.array([int(float(v)) for v in re.split(r"[,\s]+", Path(path).read_text().strip()) if v], dtype=bool)
 
 
+def _frame_number(path: Path):
+    digits = re.findall(r"\d+", path.stem)
+    return int(digits[-1]) if digits else None
+
+
 def _images_in(folder: Path) -> list:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    # Numeric order: "10.jpg" after "9.jpg" even without zero padding (same order as by name when padded).
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: (_frame_number(p) is None, _frame_number(p) or 0, p.name),
+    )
+
+
+def _check_numbering(name, frames):
+    """A missing or doubled frame would silently pair every later frame with the wrong box."""
+    numbers = [_frame_number(Path(f)) for f in frames]
+    if len(frames) < 2 or None in numbers:
+        return
+    steps = np.diff(numbers)
+    step = steps[steps > 0].min() if (steps > 0).any() else 1  # frames may be sampled every k-th
+    for i in np.flatnonzero(steps != step):
+        a, b = Path(frames[i]), Path(frames[i + 1])
+        what = f"two frames numbered {numbers[i]}" if steps[i] == 0 else "frames are missing between them"
+        raise ValueError(f"sequence {name}: {a} and {b}: {what} (frames in {a.parent} must be numbered without gaps)")
 
 
 def _checked(name, frames, boxes, gt_path, visible=None) -> Sequence:
     if not frames:
         raise ValueError(f"sequence {name}: no frames found next to {gt_path}")
+    _check_numbering(name, frames)
+    if len(boxes) == 1 and len(frames) > 1:  # first-frame-only annotation (GOT-10k test split)
+        boxes = np.concatenate([boxes, np.full((len(frames) - 1, 4), np.nan)])
     if len(boxes) < len(frames):
         raise ValueError(
             f"{gt_path} has {len(boxes)} boxes for {len(frames)} frames: "
@@ -109,17 +162,18 @@ def _otb_targets(folder: Path) -> list:
 def _lasot_or_got(folder: Path, lasot: bool) -> Sequence:
     gt = folder / "groundtruth.txt"
     frames = _images_in(folder / "img") if lasot else _images_in(folder)
-    boxes = read_boxes(gt, one_based=lasot)
-    visible = None
+    seq = _checked(folder.name, frames, read_boxes(gt, one_based=lasot), gt)
     hidden_files = ("full_occlusion.txt", "out_of_view.txt") if lasot else ("absence.label",)
-    hidden = np.zeros(len(boxes), dtype=bool)
+    hidden = np.zeros(len(seq), dtype=bool)
     for name in hidden_files:
         if (folder / name).is_file():
             flags = read_flags(folder / name)
             hidden[: len(flags)] |= flags[: len(hidden)]
-    visible = ~hidden & np.isfinite(boxes).all(1) & (boxes[:, 2:] > 0).all(1)
-    seq = _checked(folder.name, frames, boxes, gt)
-    seq.visible = visible[: len(seq)]
+    cover = folder / "cover.label"  # GOT-10k: visible share of the target in 0..8, 0 = fully occluded
+    if not lasot and cover.is_file():
+        values = np.array([int(float(v)) for v in re.split(r"[,\s]+", cover.read_text().strip()) if v])
+        hidden[: len(values)] |= values[: len(hidden)] == 0
+    seq.visible = seq.visible & ~hidden
     return seq
 
 
@@ -151,6 +205,11 @@ def _uav123_root(root: Path) -> list:
                 start, end = int(info["start_frame"]), int(info["end_frame"])
                 frames = [p for p in _images_in(folder) if start <= int(p.stem) <= end]
                 gt = root / "anno" / subset / f"{name}.txt"
+                if len(frames) != end - start + 1:  # a missing first/last frame leaves no gap to see
+                    raise ValueError(
+                        f"sequence {name}: {folder} has {len(frames)} frames numbered {start}-{end}, "
+                        f"expected {end - start + 1} (missing frame files)"
+                    )
                 sequences.append(_checked(name, frames, read_boxes(gt, True), gt))
     return sequences
 

@@ -57,11 +57,16 @@ def _load_into(module, tensors, prefix, path):
                 f"weights file {path}: tensor {prefix}{key} has shape {tuple(found[key].shape)}, "
                 f"expected {tuple(expected.shape)} (wrong variant or a different network?)"
             )
+        # NaN/inf weights (a diverged training run) would give NaN responses and meaningless boxes.
+        if found[key].is_floating_point() and not torch.isfinite(found[key]).all():
+            raise ValueError(f"weights file {path}: tensor {prefix}{key} has NaN or infinite values (diverged training?)")
     module.load_state_dict({k: v.to(state[k].dtype) for k, v in found.items()})
 
 
 def _read(path):
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"weights file {path} is a directory: give the .safetensors file in it")
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     try:

@@ -5,14 +5,18 @@ import numpy as np
 def prepare_image(image) -> np.ndarray:
     """RGB uint8 HxWx3 from HxW / HxWx1 (grey, expanded), HxWx3, HxWx4 (alpha dropped).
 
-    uint8 is taken as is; uint16 is scaled by 1/257 to 0-255; float images are taken as 0-1 when
-    their maximum is at most 1, else as 0-255, and clipped. Anything else raises ValueError.
+    Values: uint8 is taken as is; uint16 is scaled by 1/257 to 0-255; float images are taken as 0-1
+    when their maximum is at most 1, else as 0-255, and clipped (NaN/inf raise); bool is False -> 0,
+    True -> 255 (PIL mode '1' images arrive as bool); other integer types are taken as 0-255 and
+    clipped. Object, complex, string dtypes, empty images and other shapes raise ValueError.
+    Any memory layout is accepted (views like ``image[:, ::-1]`` or a BGR->RGB ``[..., ::-1]`` slice);
+    the result is always a C-contiguous array, which cv2 needs.
     """
     if not isinstance(image, np.ndarray):
         try:
             image = np.asarray(image)  # PIL images and array-likes
         except Exception as err:  # noqa: BLE001 - any conversion failure is a bad input
-            raise ValueError(f"image must be a numpy array, got {type(image).__name__}") from err
+            raise ValueError(f"image must be a numpy array, got a {type(image).__name__} numpy cannot convert") from err
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
@@ -31,7 +35,9 @@ def prepare_image(image) -> np.ndarray:
             raise ValueError("image contains NaN or infinite values")
         peak = float(image.max())
         image = np.clip(image * 255.0 if peak <= 1.0 else image, 0, 255).round().astype(np.uint8)
-    elif image.dtype == np.bool_ or image.dtype.kind in "iu":
+    elif image.dtype == np.bool_:
+        image = image.astype(np.uint8) * 255  # a binary image, not 0/1 intensities (which would be black)
+    elif image.dtype.kind in "iu":
         image = np.clip(image, 0, 255).astype(np.uint8)
     else:
         raise ValueError(f"unsupported image dtype {image.dtype}: use uint8 (0-255), uint16 or float")

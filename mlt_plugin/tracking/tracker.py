@@ -9,6 +9,12 @@ state > tau) go to a bounded memory; every T frames the M lowest-entropy ones (e
 
 The response value compared with tau is the probability sigmoid(f) of the logistic model the
 matching network is trained with (eq. 6): tau = 0.5 means "more likely target than background".
+
+Odd inputs (see _clamp_state): a box partly or wholly outside the frame, a 1-2 px or a larger-than-frame
+target, or a frame size change mid-sequence never stop tracking; the state is clamped into the frame.
+The reported object_presence_score is that probability times the share of the predicted box inside
+the frame: outside it the crop is mean-colour padding, which cannot show the target, so a target that
+leaves the frame gets a low score while the tracker stays alive at the frame's edge.
 """
 import time
 from collections import Counter
@@ -72,7 +78,8 @@ class MLT:
         box = parse_box(info)
         p = self.params
         self.image_size = image.shape[:2]
-        self.center = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
+        with np.errstate(over="ignore"):  # x + w / 2 may overflow for absurd boxes: inf is clamped below
+            self.center = np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
         self.size = box[2:].copy()
         self._clamp_state()
         self.pad_color = image.mean((0, 1))
@@ -119,6 +126,7 @@ class MLT:
         scale = (1 - p.scale_damping) + p.scale_damping * self.scales[best]
         self.size = self.size * scale
         self.search_side *= scale
+        presence = confidence * self._visible_fraction()  # before clamping: how far out the peak went
         self._clamp_state()
 
         if confidence > p.confidence_threshold:
@@ -134,7 +142,7 @@ class MLT:
             self.update()
             self._lap("update", toc)
         box = [self.center[0] - self.size[0] / 2, self.center[1] - self.size[1] / 2, self.size[0], self.size[1]]
-        return {"target_bbox": [float(v) for v in box], "object_presence_score": float(confidence)}
+        return {"target_bbox": [float(v) for v in box], "object_presence_score": float(presence)}
 
     def update(self):
         """Adapt the last layer from the memory: meta-learner (MLT) or fine-tuning (MLT-mt+ft)."""
@@ -189,10 +197,30 @@ class MLT:
         return best, peak, float(probs[best][peak])
 
     def _clamp_state(self):
-        """Keep the centre inside the frame and the size between min_size and 10x the frame."""
+        """Keep the centre inside the frame and the size between min_size and 10x the frame.
+
+        The centre is clipped to [0, W] x [0, H] (continuous pixel coordinates, as pysot does), so at
+        least a quarter of a box smaller than the frame stays inside it; w and h are clipped separately
+        to [min_size, 10 * W] and [min_size, 10 * H]. When the size is clipped the search region is
+        recomputed from it: otherwise scale steps would keep shrinking or growing the search region
+        while the box stays put (unclipped, both always scale together, so valid tracks are unchanged).
+        """
+        p = self.params
         height, width = self.image_size
         self.center = np.clip(self.center, 0, [width, height])
-        self.size = np.clip(self.size, self.params.min_size, 10 * np.array([width, height]))
+        size = np.clip(self.size, p.min_size, 10 * np.array([width, height], dtype=np.float64))
+        if not np.array_equal(size, self.size):
+            self.size = size
+            self.search_side = context_size(*size, p.context_amount) * p.instance_size / p.exemplar_size
+
+    def _visible_fraction(self) -> float:
+        """Share of the box inside the frame, per axis of what the frame can show (a box wider than
+        the frame that spans it counts as fully visible)."""
+        height, width = self.image_size
+        extent = np.array([width, height], dtype=np.float64)
+        beyond = np.maximum(self.size / 2 - self.center, 0) + np.maximum(self.center + self.size / 2 - extent, 0)
+        # Exactly 1 for a box inside the frame: valid tracks keep the network's score unchanged.
+        return float(np.prod(np.clip((self.size - beyond) / np.minimum(self.size, extent), 0, 1)))
 
     def _lap(self, stage, since):
         now = time.perf_counter()
@@ -211,7 +239,8 @@ class MLT:
 def _cpu_has_bf16() -> bool:
     """Native bf16 matrix instructions (AVX512-BF16 / AMX): without them bf16 is slower than fp32."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags

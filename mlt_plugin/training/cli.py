@@ -7,8 +7,9 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
         help="train the matching network (eq. 6), MLT-mt, or the meta-learner (eq. 7)",
-        description="Sources are KIND:ROOT[:WEIGHT] (KIND seq: any OTB/VOT/LaSOT/GOT-10k/UAV123/UAVDT root; "
-        "coco: YOLO still images). Without --source: the training split of ../shared/data.",
+        description="Sources are KIND:ROOT[:WEIGHT] (KIND seq: any OTB/VOT/LaSOT/GOT-10k/UAV123/UAVDT/DTB70 root; "
+        "vid: ILSVRC VID, the ILSVRC2015 folder or a folder under Data/VID; coco: YOLO still images). "
+        "Without --source: the training split of ../shared/data (videos only for the meta stage).",
     )
     parser.add_argument("stage", choices=["matching", "mt", "meta"])
     parser.add_argument("--source", action="append", default=[], help="KIND:ROOT[:WEIGHT], repeatable")
@@ -26,14 +27,25 @@ def add_parser(subparsers):
     parser.add_argument("--workers", type=int, default=2, help="data loader processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    cache = parser.add_argument_group("caches (built once when absent, reused when present)")
+    cache.add_argument("--feature-cache", metavar="DIR",
+                       help="meta stage: cache the frozen matching network's conv4 features of augmented crops")
+    cache.add_argument("--cache-frames", type=int, default=40, help="feature cache: frames per trajectory at most")
+    cache.add_argument("--cache-crops", type=int, default=2, help="feature cache: augmented search crops per frame")
+    cache.add_argument("--crop-cache", metavar="DIR", help="pre-crop every visible frame around its target once")
+    cache.add_argument("--prepare-only", action="store_true", help="build the caches and exit without training")
     parser.set_defaults(func=run)
 
 
-def default_sources(exclude):
+def default_sources(exclude, stills=True):
+    """The training split of the shared data; ``stills`` adds the COCO images (not for the meta stage,
+    whose episodes need a trajectory's changing appearance, and which the paper trains on videos)."""
     if not split.SHARED_DATA.is_dir():
         raise FileNotFoundError(f"no --source given and the shared data folder {split.SHARED_DATA} is absent")
     sources = [("seq", str(split.SHARED_DATA / root), weight) for root, weight in split.TRAIN_ROOTS.items()]
-    return sources + [("coco", str(split.SHARED_DATA / split.COCO_ROOT), split.COCO_WEIGHT)], exclude
+    if stills:
+        sources.append(("coco", str(split.SHARED_DATA / split.COCO_ROOT), split.COCO_WEIGHT))
+    return sources, exclude
 
 
 def run(args):
@@ -42,11 +54,17 @@ def run(args):
     if args.source:
         specs, exclude = [parse_source_spec(s) for s in args.source], set(args.exclude or ())
     else:
-        specs, exclude = default_sources(set(split.VALIDATION) if args.exclude is None else set(args.exclude))
+        exclude = set(split.VALIDATION) if args.exclude is None else set(args.exclude)
+        specs, exclude = default_sources(exclude, stills=args.stage != "meta")
     sources = [load_source(kind, root, weight, exclude) for kind, root, weight in specs]
     for source in sources:
         print(f"source {source.kind}:{source.root} weight {source.weight}: {len(source.trajectories)} trajectories")
     iterations = args.iterations or (11000 if args.stage == "meta" else 95000)
     loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
-                 args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads)
-    print(f"final loss {loss:.4f}; weights exported to {args.out}")
+                 args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
+                 feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
+                 crop_cache=args.crop_cache, prepare_only=args.prepare_only)
+    if args.prepare_only:
+        print("caches ready")
+    else:
+        print(f"final loss {loss:.4f}; weights exported to {args.out}")

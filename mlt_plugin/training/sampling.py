@@ -34,6 +34,13 @@ class CropSampler:
         patch = crop_square(image, center, side, out_size, image.mean((0, 1)))
         return patch, offset
 
+    def search_crop(self, rng, image, box):
+        """An augmented search patch z (255, with flip, blur, noise, translation) and its target offset in cells."""
+        z, offset = self.crop(rng, image, box, INSTANCE)
+        if self.flip and rng.random() < 0.5:
+            z, offset = z[:, ::-1], offset * [1, -1]
+        return self.photometric(rng, z), offset / STRIDE
+
     def photometric(self, rng, patch):
         if self.blur and rng.random() < self.blur:
             patch = cv2.GaussianBlur(patch, (0, 0), rng.uniform(0.5, 1.5))
@@ -52,13 +59,29 @@ class _SourceMixture:
         weights = np.array([s.weight for s in sources], dtype=np.float64)
         self.weights = weights / weights.sum()
 
-    def trajectory(self, rng):
+    def pick(self, rng):
+        """A source by weight, then one of its trajectories uniformly: (source, trajectory)."""
         source = self.sources[rng.choice(len(self.sources), p=self.weights)]
-        return source.trajectories[rng.integers(len(source.trajectories))]
+        return source, source.trajectories[rng.integers(len(source.trajectories))]
+
+    def trajectory(self, rng):
+        return self.pick(rng)[1]
 
 
 def _visible_frames(trajectory):
     return np.flatnonzero(trajectory.visible)
+
+
+def episode_sampler():
+    """The augmentation of the meta-learner's context patches (paper 3.2.2: flip, noise, blur, translation)."""
+    return CropSampler(blur=0.2, noise=3.0)
+
+
+def episode_frames(rng, frames, num_reg, max_gap):
+    """An anchor frame and ``num_reg`` context frames within ``max_gap`` of it (repeats only when too few)."""
+    i = rng.choice(frames)
+    near = frames[np.abs(frames - i) <= max_gap]
+    return i, rng.choice(near, size=num_reg, replace=len(near) < num_reg)
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -109,7 +132,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
         self.num_reg = num_reg
         self.max_gap = max_gap
         self.seed = seed
-        self.sampler = sampler or CropSampler(blur=0.2, noise=3.0)
+        self.sampler = sampler or episode_sampler()
 
     def __len__(self):
         return self.iterations
@@ -119,20 +142,16 @@ class EpisodeDataset(torch.utils.data.Dataset):
         for k in range(self.first_sample, self.first_sample + self.batch_size):
             rng = np.random.default_rng([self.seed, iteration, k])
             traj = self.mixture.trajectory(rng)
-            frames = _visible_frames(traj)
-            i = rng.choice(frames)
-            near = frames[np.abs(frames - i) <= self.max_gap]
+            i, context = episode_frames(rng, _visible_frames(traj), self.num_reg, self.max_gap)
             x, _ = self.sampler.crop(rng, traj.frame(i), traj.boxes[i], EXEMPLAR, shift=False)
             xs.append(x)
             cache = {}
-            for j in rng.choice(near, size=self.num_reg, replace=len(near) < self.num_reg):
+            for j in context:
                 if j not in cache:
                     cache[j] = traj.frame(j)
-                z, offset = self.sampler.crop(rng, cache[j], traj.boxes[j], INSTANCE)
-                if self.sampler.flip and rng.random() < 0.5:
-                    z, offset = z[:, ::-1], offset * [1, -1]
-                zs.append(self.sampler.photometric(rng, z))
-                centers.append(offset / STRIDE)
+                z, center = self.sampler.search_crop(rng, cache[j], traj.boxes[j])
+                zs.append(z)
+                centers.append(center)
         return {
             "x": _to_tensor(xs),
             "z": _to_tensor(zs),  # (B * num_reg, 3, 255, 255), grouped by episode

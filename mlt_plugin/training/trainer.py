@@ -19,6 +19,8 @@ from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, Matchi
 from mlt_plugin.networks.meta_learner import MetaLearner
 from mlt_plugin.networks.weights_io import load_matching, save_weights
 from mlt_plugin.params import resolve_device
+from mlt_plugin.training.crop_cache import prepare_crop_cache
+from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import EpisodeDataset, PairDataset
 
 LABEL_RADIUS = 2.0  # cells on the 17x17 map (16 px in the 255 crop), as in SiamFC
@@ -36,6 +38,9 @@ class MatchingStage:
     def trainable(self):
         return self.model
 
+    def prepare(self, sources, rank, world):
+        return sources
+
     def dataset(self, sources, iterations, batch_size, seed, first_sample):
         return PairDataset(sources, iterations, batch_size, seed=seed, first_sample=first_sample)
 
@@ -48,29 +53,51 @@ class MatchingStage:
 
 
 class MetaStage:
-    """Eq. (7) on episodes: delta from z_delta (the first M patches), loss on all M' patches z_reg."""
+    """Eq. (7) on episodes: delta from z_delta (the first M patches), loss on all M' patches z_reg.
+
+    Episodes come either as crops (run through the frozen matching network up to conv4 here) or,
+    with ``feature_cache`` (a folder), as conv4 features cached once (see feature_cache.py); the
+    rest of the loss is the same code for both.
+    """
 
     export_name = "mlt.safetensors"
 
-    def __init__(self, matching_weights, device, num_delta=8, num_reg=16):
+    def __init__(self, matching_weights, device, num_delta=8, num_reg=16, feature_cache=None, cache_options=None):
         self.matching = load_matching(matching_weights, BASE_CHANNELS).to(device).eval()
         self.matching.requires_grad_(False)
         self.model = MetaLearner().to(device)
         self.device = device
         self.num_delta, self.num_reg = num_delta, num_reg
+        self.feature_cache = feature_cache
+        self.cache_options = cache_options or {}
 
     def trainable(self):
         return self.model
 
+    def prepare(self, sources, rank, world):
+        """The sources, or with a feature cache their cached features (built by rank 0 when absent)."""
+        if self.feature_cache is None:
+            return sources
+        return _built_once(rank, world, lambda build: prepare_feature_cache(
+            self.feature_cache, sources, self.matching, self.device, build=build, **self.cache_options))
+
     def dataset(self, sources, iterations, batch_size, seed, first_sample):
+        if self.feature_cache is not None:
+            return CachedEpisodeDataset(sources, iterations, batch_size, self.num_reg, seed=seed, first_sample=first_sample)
         return EpisodeDataset(sources, iterations, batch_size, self.num_reg, seed=seed, first_sample=first_sample)
+
+    def conv4(self, batch):
+        """(x4, z4): cached features as they are, crops through the frozen backbone."""
+        if "x4" in batch:
+            return batch["x4"].float(), batch["z4"].float()
+        with torch.no_grad():
+            return (self.matching.conv4_features(batch["x"].float()).float(),
+                    self.matching.conv4_features(batch["z"].float()).float())
 
     def loss(self, module, batch):
         net = self.matching
-        batch_size = batch["x"].shape[0]
-        with torch.no_grad():
-            x4 = net.conv4_features(batch["x"].float()).float()
-            z4 = net.conv4_features(batch["z"].float()).float()
+        x4, z4 = self.conv4(batch)
+        batch_size = x4.shape[0]
         labels = label_map(batch["centers"], LABEL_RADIUS)
         grouped = lambda t: t.view(batch_size, self.num_reg, *t.shape[1:])  # noqa: E731
         delta_z4 = grouped(z4)[:, : self.num_delta].flatten(0, 1)
@@ -82,8 +109,10 @@ class MetaStage:
         w_target, attention = module(delta)
         template = net.embed(x4, w_target=w_target, attention=attention)
         per_episode = lambda t: t.repeat_interleave(self.num_reg, 0)  # noqa: E731
-        search = net.embed(z4, w_target=per_episode(w_target), attention=per_episode(attention))
-        logits = net.correlate(per_episode(template), search)
+        search = grouped(net.embed(z4, w_target=per_episode(w_target), attention=per_episode(attention)))
+        # One plain correlation per episode (its template against its num_reg patches): on CPU about
+        # 2.5x faster, backward included, than one grouped convolution with a template copy per patch.
+        logits = torch.cat([net.correlate(template[e : e + 1], search[e]) for e in range(batch_size)])
         return logistic_loss(logits, labels)
 
     def export(self, path):
@@ -104,6 +133,14 @@ def _distributed():
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def _built_once(rank, world, prepare):
+    """Rank 0 builds a cache (``prepare(build=True)``), then the other processes read it."""
+    result = prepare(build=True) if rank == 0 else None
+    if world > 1:
+        dist.barrier()
+    return result if rank == 0 else prepare(build=False)
+
+
 def _rng_state():
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -112,8 +149,15 @@ def _rng_state():
 
 
 def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=None, amp=False, workers=2,
-          seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None):
-    """Run (or resume) one training stage; returns the final loss. ``stage_name``: matching | mt | meta."""
+          seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
+          cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False):
+    """Run (or resume) one training stage; returns the final loss. ``stage_name``: matching | mt | meta.
+
+    feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
+        ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame.
+    crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
+    prepare_only: build the caches and return without training (nan).
+    """
     rank, world = _distributed()
     if threads:
         torch.set_num_threads(threads)
@@ -127,11 +171,21 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     if stage_name == "meta":
         if matching_weights is None:
             raise ValueError("meta-learner training needs --matching-weights (the matching stage's export)")
-        stage = MetaStage(matching_weights, device)
+        cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
+                             workers=workers, amp=amp)
+        stage = MetaStage(matching_weights, device, feature_cache=feature_cache, cache_options=cache_options)
     elif stage_name in ("matching", "mt"):
+        if feature_cache is not None:
+            raise ValueError("--feature-cache is for the meta stage (the matching network trains, its features change)")
         stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device)
     else:
         raise ValueError(f"unknown training stage {stage_name!r}: matching, mt or meta")
+
+    if crop_cache is not None:
+        sources = _built_once(rank, world, lambda build: prepare_crop_cache(crop_cache, sources, workers=workers, build=build))
+    sources = stage.prepare(sources, rank, world)
+    if prepare_only:
+        return float("nan")
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +212,10 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     dataset = stage.dataset(sources, iterations, local, seed, first_sample=rank * local)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, sampler=range(start, iterations), num_workers=workers,
-        persistent_workers=False, prefetch_factor=2 if workers else None,
+        persistent_workers=False, prefetch_factor=2 if workers else None, pin_memory=device.type == "cuda",
+        # Its own generator: starting the workers must not draw from the global RNG (dropout), or a
+        # resumed run would see other dropout masks than an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed),
     )
     log_file = open(out / "log.csv", "a", newline="") if rank == 0 else None
     log = csv.writer(log_file) if log_file else None

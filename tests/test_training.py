@@ -1,0 +1,377 @@
+"""Training pipeline: dataset readers on real formats, samplers, caches, both stages, resume, DDP.
+
+Everything is tiny (a few frames, batch 2, a handful of iterations, one CPU thread): the point is
+that each piece does what it says, not how well a network trains.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mlt_plugin.cli import main
+from mlt_plugin.networks import MatchingNetwork, save_weights
+from mlt_plugin.networks.weights_io import load_weights
+from mlt_plugin.sequences import read_boxes
+from mlt_plugin.training.crop_cache import CROP_SIZE, prepare_crop_cache
+from mlt_plugin.training.datasets import load_source, load_vid, parse_source_spec
+from mlt_plugin.training.feature_cache import CachedEpisodeDataset, _FrameCrops, cached_frames, prepare_feature_cache
+from mlt_plugin.training.sampling import CropSampler, EpisodeDataset, PairDataset
+from mlt_plugin.training.trainer import MatchingStage, MetaStage
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machine's cores belong to real training runs: tests use one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _link_frames(source_dir, target_dir, count, name="{:08d}.jpg", start=1):
+    target_dir.mkdir(parents=True, exist_ok=True)
+    frames = sorted(source_dir.glob("*.jpg"))[:count]
+    for n, frame in enumerate(frames):
+        (target_dir / name.format(n + start)).symlink_to(frame)
+    return frames
+
+
+@pytest.fixture
+def bird(shared_data):
+    """OTB Bird2: (frames folder, 0-based boxes)."""
+    folder = shared_data / "otb" / "Bird2"
+    return folder / "img", read_boxes(folder / "groundtruth_rect.txt", one_based=True)
+
+
+@pytest.fixture
+def tiny_source(bird, tmp_path):
+    """A 6-frame OTB-layout sequence (symlinked Bird2 frames) as a training source."""
+    img, boxes = bird
+    folder = tmp_path / "tiny" / "Bird2"
+    _link_frames(img, folder / "img", 6, "{:04d}.jpg")
+    np.savetxt(folder / "groundtruth_rect.txt", boxes[:6] + [1, 1, 0, 0], fmt="%g", delimiter=",")
+    return load_source("seq", str(tmp_path / "tiny"))
+
+
+@pytest.fixture
+def matching_weights(tmp_path):
+    """A freshly exported random matching network (never the one a real run is writing)."""
+    torch.manual_seed(0)
+    path = tmp_path / "matching.safetensors"
+    save_weights(path, MatchingNetwork())
+    return path
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _vid_xml(folder, frame, objects):
+    lines = ["<annotation>", f"  <folder>{folder}</folder>", f"  <filename>{frame:06d}</filename>",
+             "  <size><width>720</width><height>400</height></size>"]
+    for trackid, (x, y, w, h), occluded in objects:
+        lines += ["  <object>", f"    <trackid>{trackid}</trackid>", "    <name>n01503061</name>",
+                  f"    <bndbox><xmax>{x + w:g}</xmax><xmin>{x:g}</xmin><ymax>{y + h:g}</ymax><ymin>{y:g}</ymin></bndbox>",
+                  f"    <occluded>{int(occluded)}</occluded>", "    <generated>0</generated>", "  </object>"]
+    return "\n".join(lines + ["</annotation>"]) + "\n"
+
+
+@pytest.fixture
+def vid_root(shared_data, tmp_path):
+    """An ILSVRC2015 VID folder with one train snippet made from OTB Jogging (two tracked people)."""
+    otb = shared_data / "otb" / "Jogging"
+    boxes = [read_boxes(otb / f"groundtruth_rect.{k}.txt", one_based=True)[:5] for k in (1, 2)]
+    root = tmp_path / "ILSVRC2015"
+    snippet = "ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000"
+    _link_frames(otb / "img", root / "Data/VID/train" / snippet, 5, "{:06d}.JPEG", start=0)
+    annotations = root / "Annotations/VID/train" / snippet
+    annotations.mkdir(parents=True)
+    for n in range(5):
+        objects = [(0, boxes[0][n], n == 3)]  # track 0 occluded in frame 3
+        if n != 2:  # track 1 absent from frame 2
+            objects.append((1, boxes[1][n], False))
+        (annotations / f"{n:06d}.xml").write_text(_vid_xml(snippet, n, objects))
+    return root, boxes
+
+
+def test_vid_reader_gives_one_trajectory_per_track(vid_root):
+    root, boxes = vid_root
+    trajectories = load_vid(root)
+    assert [t.name for t in trajectories] == ["ILSVRC2015_train_00000000#0", "ILSVRC2015_train_00000000#1"]
+    first, second = trajectories
+    assert len(first) == 5 and first.frames[0].name == "000000.JPEG"
+    np.testing.assert_allclose(first.boxes, boxes[0])
+    assert first.visible.tolist() == [True, True, True, False, True]  # occluded: not visible
+    assert second.visible.tolist() == [True, True, False, True, True]  # absent: not visible
+    assert np.isnan(second.boxes[2]).all()
+    np.testing.assert_allclose(second.boxes[[0, 1, 3, 4]], boxes[1][[0, 1, 3, 4]])
+    assert second.frame(0).shape == (288, 352, 3)
+    # A folder under Data/VID reads the same snippet; the source kind is 'vid'.
+    assert len(load_vid(root / "Data" / "VID" / "train")) == 2
+    assert len(load_source(*parse_source_spec(f"vid:{root}:2")[:2]).trajectories) == 2
+    assert parse_source_spec(f"vid:{root}:2") == ("vid", str(root), 2.0)
+
+
+def test_vid_reader_names_a_bad_file(vid_root):
+    root, _ = vid_root
+    bad = next((root / "Annotations").rglob("000001.xml"))
+    bad.write_text("<annotation><object><trackid>0</trackid></object></annotation>")
+    with pytest.raises(ValueError, match="000001.xml"):
+        load_vid(root)
+    with pytest.raises(ValueError, match="not an ILSVRC VID folder"):
+        load_vid(root / "Annotations")
+
+
+@pytest.fixture
+def got10k_root(bird, tmp_path):
+    """A GOT-10k train folder: 6 Bird2 frames, 0-based boxes, absence.label / cover.label, meta_info.ini."""
+    img, boxes = bird
+    root = tmp_path / "GOT-10k"
+    folder = root / "train" / "GOT-10k_Train_000001"
+    _link_frames(img, folder, 6)
+    np.savetxt(folder / "groundtruth.txt", boxes[:6], fmt="%.4f", delimiter=",")
+    (folder / "absence.label").write_text("0\n0\n1\n0\n0\n0\n")
+    (folder / "cover.label").write_text("8\n8\n0\n8\n0\n8\n")  # frame 4: fully occluded, not absent
+    (folder / "cut_by_image.label").write_text("0\n" * 6)
+    (folder / "meta_info.ini").write_text("[METAINFO]\nobject_class: bird\n")
+    (root / "train" / "list.txt").write_text("GOT-10k_Train_000001\n")
+    return root, boxes[:6]
+
+
+def test_got10k_folder_reads_with_absence(got10k_root):
+    root, boxes = got10k_root
+    (trajectory,) = load_source("seq", str(root)).trajectories
+    assert trajectory.name == "GOT-10k_Train_000001" and len(trajectory) == 6
+    np.testing.assert_allclose(trajectory.boxes, boxes, atol=1e-4)  # GOT-10k boxes are 0-based
+    assert not trajectory.visible[2]
+
+
+def test_got10k_cover_zero_is_not_visible(got10k_root):
+    root, _ = got10k_root
+    (trajectory,) = load_source("seq", str(root)).trajectories
+    assert trajectory.visible.tolist() == [True, True, False, True, False, True]
+
+
+def test_lasot_folder_reads_with_occlusion_and_out_of_view(bird, tmp_path):
+    img, boxes = bird
+    root = tmp_path / "LaSOT"
+    folder = root / "bird" / "bird-1"
+    _link_frames(img, folder / "img", 6)
+    np.savetxt(folder / "groundtruth.txt", boxes[:6] + [1, 1, 0, 0], fmt="%g", delimiter=",")  # 1-based
+    (folder / "full_occlusion.txt").write_text("0,1,0,0,0,0")
+    (folder / "out_of_view.txt").write_text("0,0,0,0,1,0")
+    (folder / "nlp.txt").write_text("a white bird flying\n")
+    (trajectory,) = load_source("seq", str(root)).trajectories
+    assert trajectory.name == "bird-1"
+    np.testing.assert_allclose(trajectory.boxes, boxes[:6])
+    assert trajectory.visible.tolist() == [True, False, True, True, False, True]
+
+
+def test_shared_benchmarks_and_coco_read_as_sources(shared_data):
+    names = {t.name for t in load_source("seq", str(shared_data / "otb"), exclude={"Dog"}).trajectories}
+    assert {"Bird2", "Jogging.1", "Jogging.2"} <= names and "Dog" not in names
+    assert len(load_source("seq", str(shared_data / "vot")).trajectories) == 4
+    uav = load_source("seq", str(shared_data / "uav123")).trajectories
+    assert {t.name for t in uav} >= {"group2_2", "car16_1"}
+    coco = load_source("coco", str(shared_data / "coco128"), 2.0)
+    assert coco.weight == 2.0 and len(coco.trajectories) > 1000 and len(coco.trajectories[0]) == 1
+    with pytest.raises(ValueError, match="expected KIND:ROOT"):
+        parse_source_spec("lasot:/data")
+
+
+# ---------------------------------------------------------------- samples and caches
+
+
+def test_episode_has_an_anchor_and_context_patches(tiny_source):
+    batch = EpisodeDataset([tiny_source], iterations=1, batch_size=2, num_reg=4)[0]
+    assert batch["x"].shape == (2, 3, 127, 127) and batch["x"].dtype == torch.uint8
+    assert batch["z"].shape == (8, 3, 255, 255) and batch["centers"].shape == (8, 2)
+    assert batch["centers"].abs().max() <= 1.0  # shift jitter is at most 8 px = 1 cell
+    pairs = PairDataset([tiny_source], iterations=1, batch_size=2)[0]
+    assert pairs["x"].shape == (2, 3, 127, 127) and pairs["z"].shape == (2, 3, 255, 255)
+    # Per-sample seeding: the same item twice is the same batch.
+    assert torch.equal(EpisodeDataset([tiny_source], 1, 2, 4)[0]["z"], batch["z"])
+
+
+def test_feature_cache_holds_the_frozen_networks_conv4_features(tiny_source, matching_weights, tmp_path):
+    stage = MetaStage(matching_weights, CPU)
+    (cached,) = prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, CPU, frames_per_trajectory=3,
+                                      crops_per_frame=2, workers=0)
+    trajectory = tiny_source.trajectories[0]
+    assert cached_frames(trajectory, 3).tolist() == [0, 2, 5]  # evenly spaced visible frames
+    exemplar, search = cached.arrays()
+    assert exemplar.shape == (3, 256, 8, 8) and search.shape == (3, 2, 256, 24, 24) and search.dtype == np.float16
+    # Row 1 (frame 2) is exactly what the network gives for that frame's crops.
+    x, z, centers = _FrameCrops(tiny_source.trajectories, [(0, 2)], 2, seed=0)[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(exemplar[1], stage.matching.conv4_features(x[None].float())[0].half(), rtol=1e-2, atol=1e-2)
+        np.testing.assert_allclose(search[1], stage.matching.conv4_features(z.float()).half(), rtol=1e-2, atol=1e-2)
+    np.testing.assert_array_equal(cached.centers[1], centers.numpy())
+    batch = CachedEpisodeDataset([cached], iterations=1, batch_size=2, num_reg=16)[0]
+    assert batch["x4"].shape == (2, 256, 8, 8) and batch["z4"].shape == (32, 256, 24, 24)
+    assert batch["centers"].shape == (32, 2)
+    # Present: reused, not rebuilt. Another network: another folder.
+    folders = sorted((tmp_path / "fc").iterdir())
+    prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, CPU, frames_per_trajectory=3, workers=0)
+    assert sorted((tmp_path / "fc").iterdir()) == folders
+    with pytest.raises(FileNotFoundError, match="feature cache"):
+        prepare_feature_cache(tmp_path / "fc", [tiny_source], MatchingNetwork(), CPU, frames_per_trajectory=3, build=False)
+
+
+def test_crop_cache_crops_match_crops_of_the_full_frame(tiny_source, tmp_path):
+    (cropped,) = prepare_crop_cache(tmp_path / "cc", [tiny_source], workers=0)
+    original, curated = tiny_source.trajectories[0], cropped.trajectories[0]
+    assert len(curated) == len(original) and curated.visible.all()
+    assert curated.frame(0).shape == (CROP_SIZE, CROP_SIZE, 3)
+    still = CropSampler(scale_jitter=0.0, shift_jitter=0.0, flip=False)
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    for size in (127, 255):
+        direct, _ = still.crop(rng(), original.frame(3), original.boxes[3], size)
+        via_cache, _ = still.crop(rng(), curated.frame(3), curated.boxes[3], size)
+        assert np.abs(direct.astype(float) - via_cache).mean() < 6  # resampled twice + JPEG, same content
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _fixed_batch_improves(stage, batch, lr, steps=20):
+    optimizer = torch.optim.Adam(stage.trainable().parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = stage.loss(stage.trainable(), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_matching_stage_fits_a_fixed_batch(tiny_source):
+    torch.manual_seed(0)
+    stage = MatchingStage(192, CPU)
+    stage.model.train()
+    losses = _fixed_batch_improves(stage, PairDataset([tiny_source], 1, batch_size=2)[0], lr=1e-3)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_meta_stage_fits_a_fixed_batch(tiny_source, matching_weights, tmp_path):
+    torch.manual_seed(0)
+    stage = MetaStage(matching_weights, CPU, num_delta=4, num_reg=8)  # M' = 2M as the paper, smaller
+    stage.model.train()
+    cached = prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, CPU, frames_per_trajectory=3, workers=0)
+    losses = _fixed_batch_improves(stage, CachedEpisodeDataset(cached, 1, batch_size=2, num_reg=8)[0], lr=1e-4)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def _train_cli(args):
+    assert main(["train", *args, "--batch-size", "2", "--workers", "0", "--threads", "1"]) == 0
+
+
+def _final_state(out):
+    return torch.load(out / "checkpoint.pt", weights_only=False)
+
+
+@pytest.mark.parametrize("stage", ["matching", "meta"])
+def test_resume_continues_exactly(stage, tiny_source, matching_weights, tmp_path):
+    source = ["--source", f"seq:{tiny_source.root}"]
+    extra = ["--matching-weights", str(matching_weights), "--feature-cache", str(tmp_path / "fc"),
+             "--cache-frames", "3"] if stage == "meta" else []
+    _train_cli([stage, *source, *extra, "--out", str(tmp_path / "whole"), "--iterations", "4"])
+    _train_cli([stage, *source, *extra, "--out", str(tmp_path / "halves"), "--iterations", "2"])
+    _train_cli([stage, *source, *extra, "--out", str(tmp_path / "halves"), "--iterations", "4", "--resume"])
+    whole, halves = _final_state(tmp_path / "whole"), _final_state(tmp_path / "halves")
+    assert whole["iteration"] == halves["iteration"] == 4 and whole["stage"] == stage
+    assert set(whole) >= {"stage", "model", "optimizer", "iteration", "rng"}
+    for key, value in whole["model"].items():
+        assert torch.equal(value, halves["model"][key]), key
+    if stage == "meta":  # the tracker's weight file: matching + meta-learner
+        matching, meta = load_weights("mlt", tmp_path / "whole" / "mlt.safetensors")
+        assert meta.delta_scale_set
+
+
+def test_meta_cli_builds_the_feature_cache_once_and_exports_mlt_weights(tiny_source, matching_weights, tmp_path, capsys):
+    args = ["meta", "--source", f"seq:{tiny_source.root}", "--matching-weights", str(matching_weights),
+            "--feature-cache", str(tmp_path / "fc"), "--cache-frames", "3", "--amp"]
+    _train_cli([*args, "--prepare-only", "--out", str(tmp_path / "run")])
+    assert "caches ready" in capsys.readouterr().out and not (tmp_path / "run" / "checkpoint.pt").exists()
+    (folder,) = (tmp_path / "fc").iterdir()
+    built = folder.stat().st_mtime_ns
+    _train_cli([*args, "--out", str(tmp_path / "run"), "--iterations", "2"])
+    assert folder.stat().st_mtime_ns == built and len(list((tmp_path / "fc").iterdir())) == 1
+    load_weights("mlt", tmp_path / "run" / "mlt.safetensors")
+    assert main(["train", "matching", "--source", f"seq:{tiny_source.root}", "--feature-cache", "x",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "meta stage" in capsys.readouterr().err
+
+
+def test_matching_cli_with_a_crop_cache(tiny_source, tmp_path):
+    _train_cli(["mt", "--source", f"seq:{tiny_source.root}", "--crop-cache", str(tmp_path / "cc"),
+                "--out", str(tmp_path / "run"), "--iterations", "1"])
+    assert (tmp_path / "run" / "mlt_mt.safetensors").is_file()
+    assert len(list((tmp_path / "cc").glob("*/0/*.jpg"))) == 6
+
+
+# ---------------------------------------------------------------- distributed
+
+
+def test_torchrun_two_cpu_processes(tiny_source, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "mlt_plugin.cli", "train", "matching", "--source", f"seq:{tiny_source.root}", "--out", str(out),
+               "--iterations", "2", "--batch-size", "2", "--workers", "0", "--threads", "1"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _final_state(out)["iteration"] == 2
+    assert (out / "matching.safetensors").is_file()
+
+
+def _ddp_gradients(rank, world, port, matching_weights, batch, scale, result_file):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    stage = MetaStage(matching_weights, CPU)
+    stage.model.load_state_dict(scale)
+    stage.model.eval()  # no dropout: both runs see the same network
+    module = torch.nn.parallel.DistributedDataParallel(stage.model)
+    episodes = batch["x4"].shape[0] // world
+    local = {"x4": batch["x4"][rank * episodes : (rank + 1) * episodes],
+             "z4": batch["z4"][rank * episodes * 16 : (rank + 1) * episodes * 16],
+             "centers": batch["centers"][rank * episodes * 16 : (rank + 1) * episodes * 16]}
+    stage.loss(module, local).backward()
+    if rank == 0:
+        torch.save({k: p.grad for k, p in stage.model.named_parameters()}, result_file)
+    dist.destroy_process_group()
+
+
+def test_ddp_gradients_equal_single_process_gradients(tiny_source, matching_weights, tmp_path):
+    """The meta stage (frozen matching network in eval mode, dropout off): DDP's averaged gradient over
+    two processes of one episode each equals one process's gradient over both episodes. (The matching
+    stage's BatchNorm uses per-process batch statistics under DDP, so it is not compared there.)"""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    stage = MetaStage(matching_weights, CPU)
+    cached = prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, CPU, frames_per_trajectory=3, workers=0)
+    batch = CachedEpisodeDataset(cached, 1, batch_size=2)[0]
+    stage.model.eval()
+    stage.loss(stage.model, batch).backward()  # also fixes delta_scale from this batch
+    single = {k: p.grad.clone() for k, p in stage.model.named_parameters()}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = tmp_path / "ddp_grads.pt"
+    mp.spawn(_ddp_gradients, args=(2, port, matching_weights, batch, stage.model.state_dict(), result), nprocs=2)
+    distributed = torch.load(result)
+    for key, grad in single.items():
+        torch.testing.assert_close(distributed[key], grad, rtol=1e-4, atol=1e-7, msg=key)
