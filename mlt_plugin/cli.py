@@ -52,7 +52,7 @@ def _load_target(path):
 def run_track(args):
     from tqdm import tqdm
 
-    from mlt_plugin.evaluation import score
+    from mlt_plugin.evaluation import run_sequence, score
     from mlt_plugin.params import load_parameters
     from mlt_plugin.tracking.tracker import MLT
 
@@ -68,24 +68,21 @@ def run_track(args):
         params.weights = args.weights
     tracker = MLT(params)
     count = len(sequence) if args.frames is None else min(args.frames, len(sequence))
-    boxes = np.zeros((count, 4))
-    tracker_seconds = 0.0
-    writer = None
-    started = time.perf_counter()
-    for index in tqdm(range(count), desc=f"MLT[{args.params}] {sequence.name}", unit="frame"):
-        image = sequence.frame(index)
-        tic = time.perf_counter()
-        if index == 0:
-            tracker.initialize(image, sequence.boxes[0])
-            boxes[0] = sequence.boxes[0]
-        else:
-            boxes[index] = tracker.track(image)["target_bbox"]
-        tracker_seconds += time.perf_counter() - tic
+    video = {}
+    progress = tqdm(total=count, desc=f"MLT[{args.params}] {sequence.name}", unit="frame")
+
+    def on_frame(index, image, box):
+        progress.update()
         if args.save_video:
-            writer = _draw(writer, args.save_video, image, boxes[index], sequence.boxes[index])
+            video["writer"] = _draw(video.get("writer"), args.save_video, image, box, sequence.boxes[index])
+
+    started = time.perf_counter()
+    boxes, seconds = run_sequence(tracker, sequence, count, on_frame)
     total = time.perf_counter() - started
-    if writer is not None:
-        writer.release()
+    progress.close()
+    if "writer" in video:
+        video["writer"].release()
+    tracker_seconds = seconds.sum()
     print(f"{sequence.name}: {count} frames, {count / total:.1f} fps end to end, "
           f"{count / max(tracker_seconds, 1e-9):.1f} fps tracker only ({tracker.device})")
     has_truth = np.isfinite(sequence.boxes[1:count]).all(1).any()

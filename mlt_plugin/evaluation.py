@@ -46,8 +46,11 @@ def make_tracker(name: str, device=None):
     return MLT(params)
 
 
-def run_sequence(tracker, sequence, max_frames=None):
-    """Boxes (N, 4) and per-frame tracker seconds (N,) for one sequence, starting from its first box."""
+def run_sequence(tracker, sequence, max_frames=None, on_frame=None):
+    """Boxes (N, 4) and per-frame tracker seconds (N,) for one sequence, starting from its first box.
+
+    ``on_frame(index, image, box)`` is called after each frame (progress, drawing).
+    """
     count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
     boxes = np.zeros((count, 4))
     seconds = np.zeros(count)
@@ -60,6 +63,8 @@ def run_sequence(tracker, sequence, max_frames=None):
         else:
             boxes[index] = tracker.track(image)["target_bbox"]
         seconds[index] = time.perf_counter() - started
+        if on_frame is not None:
+            on_frame(index, image, boxes[index])
     return boxes, seconds
 
 
