@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from mlt_plugin.evaluation import make_tracker
-from mlt_plugin.params import load_parameters, resolve_device
+from mlt_plugin.params import cpu_has_bf16, load_parameters, resolve_device
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
 
 
 def _configs(device):
-    reduced = "fp16" if device.type == "cuda" else "bf16"
+    reduced = "fp16" if device.type == "cuda" else "bf16" if cpu_has_bf16() else "bf16 (emulated: no native bf16)"
     return [
         ("default fp32", "default", {"autocast": False}),
         (f"default {reduced}", "default", {"autocast": True}),

@@ -27,6 +27,16 @@ class TrackerParams:
         return f"TrackerParams({items})"
 
 
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix instructions (AVX512-BF16 / AMX): without them bf16 is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -25,7 +25,7 @@ import torch
 
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
-from mlt_plugin.params import TrackerParams, load_parameters, resolve_device
+from mlt_plugin.params import TrackerParams, cpu_has_bf16, load_parameters, resolve_device
 from mlt_plugin.tracking.crops import context_size, crop_square
 from mlt_plugin.tracking.inputs import parse_box, prepare_image
 from mlt_plugin.tracking.memory import ContextMemory, ContextPatch
@@ -57,7 +57,7 @@ class MLT:
         # Reduced precision for the per-frame forward: params.autocast True, False, or "auto" (when the hardware has it).
         amp = params.autocast
         if amp == "auto":
-            amp = self.device.type == "cuda" or _cpu_has_bf16()
+            amp = self.device.type == "cuda" or cpu_has_bf16()
         self.amp_dtype = (torch.float16 if self.device.type == "cuda" else torch.bfloat16) if amp else None
         self._initial_w5 = self.net.conv5.weight.detach().clone()
         up = params.response_upsample * 17
@@ -235,12 +235,3 @@ class MLT:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-
-def _cpu_has_bf16() -> bool:
-    """Native bf16 matrix instructions (AVX512-BF16 / AMX): without them bf16 is slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -7,6 +7,7 @@ exactly, fp16 safetensors exports, and DistributedDataParallel under ``torchrun`
 import csv
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
 from mlt_plugin.networks.weights_io import load_matching, save_weights
-from mlt_plugin.params import resolve_device
+from mlt_plugin.params import cpu_has_bf16, resolve_device
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import EpisodeDataset, PairDataset
@@ -122,6 +123,9 @@ class MetaStage:
 def _autocast(device, enabled):
     if not enabled:
         return nullcontext()
+    if device.type == "cpu" and not cpu_has_bf16():
+        warnings.warn("--amp: this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 autocast is emulated "
+                      "and several times slower than fp32; drop --amp", stacklevel=2)
     return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
 
 

@@ -1,4 +1,4 @@
-"""CPU real-time preset: MLT with one search scale per frame and reduced-precision autocast.
+"""CPU real-time preset: MLT with one search scale per frame.
 
 One scale costs a third of the paper's three; the price is that the size is no longer re-estimated
 (measured with `mlt eval --params default fast`, see the README)."""
@@ -9,5 +9,4 @@ def parameters():
     params = default_parameters()
     params.name = "fast"
     params.scales = (1.0,)
-    params.autocast = True  # bf16 on CPU, fp16 on CUDA
     return params
