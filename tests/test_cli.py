@@ -41,3 +41,13 @@ def test_eval_compares_trackers_and_writes_a_report(shared_data, tmp_path, capsy
     assert report["mt"]["sequences"]["Dog"]["frames"] == 4
     assert 0 <= report["mil"]["overall"]["auc"] <= 1
     assert (out / "success_plot.png").stat().st_size > 0 and (out / "precision_plot.png").stat().st_size > 0
+
+
+def test_bench_times_every_configuration_by_stage(tmp_path, quiet_untrained):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--frames", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    configs = [row["config"] for row in report["rows"]]
+    assert configs[0] == "default fp32" and {"fast (1 scale)", "mt", "OpenCV MIL"} <= set(configs)
+    for row in report["rows"]:
+        assert row["fps"] > 0 and set(row["ms_per_frame"]) == {"decode", "crop", "forward", "update", "postprocess"}
