@@ -123,9 +123,6 @@ class MetaStage:
 def _autocast(device, enabled):
     if not enabled:
         return nullcontext()
-    if device.type == "cpu" and not cpu_has_bf16():
-        warnings.warn("--amp: this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 autocast is emulated "
-                      "and several times slower than fp32; drop --amp", stacklevel=2)
     return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
 
 
@@ -237,6 +234,9 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         stage.export(out)
         log_file.flush()
 
+    if amp and device.type == "cpu" and not cpu_has_bf16():  # checked once, not per step
+        warnings.warn("--amp: this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 autocast is emulated "
+                      "and several times slower than fp32; drop --amp")
     progress = tqdm(total=iterations, initial=start, disable=rank != 0, desc=f"train {stage_name}", unit="it")
     started, loss_value = time.time(), float("nan")
     iteration = start
