@@ -1,4 +1,5 @@
-"""`mlt bench`: fps end to end and per stage for several configurations, measured side by side in one run."""
+"""`mlt bench`: fps end to end and per stage, and the success AUC of the same frames, for every precision
+this device supports, the presets and OpenCV MIL, measured side by side in one run."""
 import json
 import resource
 import time
@@ -9,19 +10,28 @@ import numpy as np
 import torch
 
 from mlt_plugin.evaluation import make_tracker
-from mlt_plugin.params import cpu_has_bf16, load_parameters, resolve_device
+from mlt_plugin.evaluation import score
+from mlt_plugin.params import cpu_has_bf16, load_parameters, resolve_device, resolve_precision
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
 
 
 def _configs(device):
-    configs = [("default fp32", "default", {"autocast": False})]
-    if device.type == "cuda" or cpu_has_bf16():
-        configs.append((f"default {'fp16' if device.type == 'cuda' else 'bf16'}", "default", {"autocast": True}))
-    else:  # emulated bf16 is many times slower than fp32: "auto" never picks it, so it is not worth timing
-        print("  default bf16: skipped, this CPU has no native bf16 (AVX512-BF16 / AMX)", flush=True)
-    configs += [("fast (1 scale)", "fast", {}), ("mt", "mt", {}), ("OpenCV MIL", "mil", None)]
-    return configs
+    """(label, parameter set, overrides) for every precision this device supports, the presets and MIL."""
+    from mlt_plugin.networks.int8 import int8_supported
+
+    if device.type == "cuda":
+        precisions = ["fp32", "fp16", "bf16"]
+    else:
+        precisions = ["fp32"] + ["int8"] * int8_supported()
+        if cpu_has_bf16():
+            precisions.append("bf16")
+        else:  # emulated bf16 is many times slower than fp32: not worth timing
+            print("  default bf16: skipped, this CPU has no native bf16 (AVX512-BF16 / AMX)", flush=True)
+    auto = resolve_precision("auto", device)
+    configs = [(f"default {p}", "default", {"precision": p}) for p in precisions]
+    configs += [(f"fast {auto}", "fast", {"precision": auto}), (f"mt {auto}", "mt", {"precision": auto})]
+    return configs + [("OpenCV MIL", "mil", None)]
 
 
 def _rss_mib():
@@ -46,23 +56,26 @@ def bench_one(name, overrides, sequence, frames, device):
             tracker = MLT(params)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    # Frames 1..N of the sequence in order, so that the boxes can be scored; frame 1 warms up, untimed.
+    boxes = [sequence.boxes[0]]
     tracker.initialize(sequence.frame(0), sequence.boxes[0])
-    tracker.track(sequence.frame(1))  # warm-up frame, not timed
+    boxes.append(tracker.track(sequence.frame(1))["target_bbox"])
     if hasattr(tracker, "stage_seconds"):
         tracker.stage_seconds.clear()
     decode = 0.0
     started = time.perf_counter()
     for index in range(2, frames + 2):
         tic = time.perf_counter()
-        image = sequence.frame(index % len(sequence))
+        image = sequence.frame(index)
         decode += time.perf_counter() - tic
-        tracker.track(image)
+        boxes.append(tracker.track(image)["target_bbox"])
     total = time.perf_counter() - started
     stages = dict(getattr(tracker, "stage_seconds", {}))
     stages["decode"] = decode
     row = {
         "config": name if overrides is None else name,
         "fps": frames / total,
+        "auc": score(np.array(boxes), sequence.boxes)["auc"],
         "ms_per_frame": {s: 1000 * stages.get(s, 0.0) / frames for s in STAGES},
         "rss_mib": _rss_mib(),
     }
@@ -78,7 +91,9 @@ def run_bench(args):
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     sequence = _load_target(args.path)
-    frames = args.frames
+    frames = min(args.frames, len(sequence) - 2)
+    if frames < 1:
+        raise ValueError(f"{sequence.name} has {len(sequence)} frames: mlt bench needs at least 3")
     rows = []
     for label, name, overrides in _configs(device):
         row = bench_one(name, overrides, sequence, frames, device)
@@ -86,12 +101,12 @@ def run_bench(args):
         rows.append(row)
         print(f"  {label}: {row['fps']:.1f} fps", flush=True)
     base = rows[0]["fps"]
-    header = f"{'config':<18}{'fps':>8}{'x fp32':>8}" + "".join(f"{s:>12}" for s in STAGES) + f"{'RSS MiB':>9}"
-    print(f"\n{sequence.name}, {frames} frames, device {device}, {torch.get_num_threads()} threads (ms per frame by stage)")
+    header = f"{'config':<18}{'fps':>8}{'x fp32':>8}{'AUC':>7}" + "".join(f"{s:>12}" for s in STAGES) + f"{'RSS MiB':>9}"
+    print(f"\n{sequence.name}, {frames} frames, device {device}, {torch.get_num_threads()} threads (ms per frame by stage; AUC over its first {frames + 2} frames)")
     print(header)
     for row in rows:
         stages = "".join(f"{row['ms_per_frame'][s]:>12.2f}" for s in STAGES)
-        print(f"{row['config']:<18}{row['fps']:>8.1f}{row['fps'] / base:>8.2f}{stages}{row['rss_mib']:>9.0f}")
+        print(f"{row['config']:<18}{row['fps']:>8.1f}{row['fps'] / base:>8.2f}{row['auc']:>7.3f}{stages}{row['rss_mib']:>9.0f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the run: {peak:.0f} MiB")
     report = {"sequence": sequence.name, "frames": frames, "device": str(device),

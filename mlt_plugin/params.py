@@ -58,6 +58,27 @@ def resolve_device(name) -> torch.device:
     return device
 
 
+PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
+
+
+def resolve_precision(name, device: torch.device) -> str:
+    """The precision of the per-frame search backbone. 'auto': fp16 on CUDA; int8 on CPUs with PyTorch's
+    x86 int8 engine (3-4x fp32 on the 2-core CPUs measured, see the README), else fp32."""
+    from mlt_plugin.networks.int8 import int8_supported
+
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}: use one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        return "int8" if int8_supported() else "fp32"
+    if name == "int8" and device.type != "cpu":
+        raise ValueError("precision 'int8' runs on the CPU only: use 'fp16' or 'bf16' on CUDA")
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("precision 'fp16' runs on CUDA only: use 'int8', 'bf16' or 'fp32' on the CPU")
+    return name
+
+
 def load_parameters(name: str = "default") -> TrackerParams:
     """Build the parameter set ``parameter/mlt/<name>.py``."""
     names = parameter_set_names()

@@ -47,7 +47,12 @@ def test_bench_times_every_configuration_by_stage(tmp_path, quiet_untrained):
     out = tmp_path / "bench.json"
     assert main(["bench", "--frames", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
+    from mlt_plugin.networks.int8 import int8_supported
+
     configs = [row["config"] for row in report["rows"]]
-    assert configs[0] == "default fp32" and {"fast (1 scale)", "mt", "OpenCV MIL"} <= set(configs)
+    auto = "int8" if int8_supported() else "fp32"
+    assert configs[0] == "default fp32" and {f"fast {auto}", f"mt {auto}", "OpenCV MIL"} <= set(configs)
+    assert ("default int8" in configs) == int8_supported()
     for row in report["rows"]:
         assert row["fps"] > 0 and set(row["ms_per_frame"]) == {"decode", "crop", "forward", "update", "postprocess"}
+        assert 0 <= row["auc"] <= 1

@@ -96,3 +96,51 @@ def test_folded_batch_norm_gives_the_same_features():
     expected = net.conv4_features(z)
     assert torch.allclose(net.fold_batch_norm().conv4_features(z), expected, atol=1e-4, rtol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.backbone)
+
+
+def test_int8_backbone_matches_fp32_on_a_real_crop(shared_data):
+    """The shipped network's conv4 in int8 (calibrated on one frame) stays within 3 % of fp32 on a later frame."""
+    import numpy as np
+
+    from mlt_plugin.networks.int8 import Int8Backbone, int8_supported
+    from mlt_plugin.networks.weights_io import load_weights
+    from mlt_plugin.sequences import load_sequence
+    from mlt_plugin.tracking.crops import context_size, crop_square
+
+    if not int8_supported():
+        pytest.skip("PyTorch's x86 int8 engine is absent on this machine")
+    net = load_weights("mt")[0].eval().fold_batch_norm()
+    sequence = load_sequence(shared_data / "otb" / "Bird2")
+    x, y, w, h = sequence.boxes[0]
+    side = context_size(w, h, 0.5) * 255 / 127
+
+    def crops(index):
+        image = sequence.frame(index)
+        batch = [crop_square(image, (x + w / 2, y + h / 2), side * s, 255, image.mean((0, 1))) for s in (0.97, 1, 1.03)]
+        return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float()
+
+    backbone = Int8Backbone(net)
+    with pytest.raises(RuntimeError, match="calibrate"):
+        backbone(crops(0))
+    backbone.calibrate(crops(0))
+    later = crops(40)
+    with torch.inference_mode():
+        expected = net.conv4_features(later)
+    error = float((backbone(later) - expected).norm() / expected.norm())
+    assert 0 < error < 0.03
+
+
+def test_precision_resolution():
+    from mlt_plugin.networks.int8 import int8_supported
+    from mlt_plugin.params import resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu) == ("int8" if int8_supported() else "fp32")
+    assert resolve_precision("auto", cuda) == "fp16"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        resolve_precision("half", cpu)
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_precision("int8", cuda)
+    with pytest.raises(ValueError, match="CUDA only"):
+        resolve_precision("fp16", cpu)

@@ -92,8 +92,8 @@ def test_template_features_are_kept_not_recomputed(demo, monkeypatch):
     tracker = _tracker(update_interval=3, confidence_threshold=-1)
     tracker.initialize(demo.frame(0), demo.boxes[0])
     crops = []
-    original = tracker.net.conv4_features
-    monkeypatch.setattr(tracker.net, "conv4_features", lambda x: crops.append(x.shape[0]) or original(x))
+    original = tracker._search_conv4
+    monkeypatch.setattr(tracker, "_search_conv4", lambda x: crops.append(x.shape[0]) or original(x))
     for i in range(1, 7):
         tracker.track(demo.frame(i))
     assert crops == [3] * 6  # one batched 3-scale forward per frame; meta updates add none
@@ -145,6 +145,20 @@ def test_weights_round_trip_and_errors(tmp_path):
     weights_io.save_weights(path, matching, meta)
     loaded, loaded_meta = weights_io.load_weights("mlt", path)
     assert torch.allclose(loaded.conv5.weight, matching.conv5.weight.half().float())
+    # The meta-learner's large layers are stored as int8 rows: error at most half a step of 1/127 row max.
+    for name, value in meta.state_dict().items():
+        restored = loaded_meta.state_dict()[name]
+        if value.dim() == 2 and value.numel() >= weights_io.INT8_MIN_VALUES:
+            step = value.abs().amax(1, keepdim=True) / 127
+            assert ((restored - value).abs() <= step / 2 + 1e-7).all() and not torch.equal(restored, value)
+        elif value.is_floating_point():
+            assert torch.allclose(restored, value.half().float())
+    from safetensors.torch import load_file, save_file
+
+    damaged = tmp_path / "damaged.safetensors"
+    save_file({k: v for k, v in load_file(str(path)).items() if not k.endswith(weights_io.SCALE_SUFFIX)}, str(damaged))
+    with pytest.raises(ValueError, match="damaged.safetensors.*row_scale"):
+        weights_io.load_weights("mlt", damaged)
     with pytest.raises(ValueError, match="w.safetensors.*shape"):
         weights_io.load_weights("mt", path)  # 224-channel network from a 192-channel file
     corrupt = tmp_path / "bad.safetensors"
@@ -153,6 +167,29 @@ def test_weights_round_trip_and_errors(tmp_path):
         weights_io.load_weights("mlt", corrupt)
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         weights_io.load_weights("mlt", tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_precisions_track_a_real_sequence_alike(shared_data, precision):
+    """Reduced precisions follow the target on 30 frames of Bird2 as fp32 does (IoU with fp32's boxes)."""
+    from mlt_plugin.metrics import iou
+    from mlt_plugin.networks.int8 import int8_supported
+    from mlt_plugin.params import cpu_has_bf16
+
+    if precision == "int8" and not int8_supported():
+        pytest.skip("PyTorch's x86 int8 engine is absent on this machine")
+    if precision == "bf16" and not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16 (emulated bf16 is too slow for a test)")
+    sequence = load_sequence(shared_data / "otb" / "Bird2")
+    boxes = {}
+    for name in ("fp32", precision):
+        params = load_parameters("mt")
+        params.precision = name
+        tracker = MLT(params)
+        tracker.initialize(sequence.frame(0), sequence.boxes[0])
+        boxes[name] = np.array([tracker.track(sequence.frame(i))["target_bbox"] for i in range(1, 31)])
+    assert iou(boxes[precision], boxes["fp32"]).min() > 0.8
+    assert iou(boxes[precision], sequence.boxes[1:31]).mean() > 0.5
 
 
 def test_tracks_50_frames_of_a_real_sequence(shared_data):

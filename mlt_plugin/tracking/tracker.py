@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 import torch
 
+from mlt_plugin.networks.int8 import Int8Backbone
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
-from mlt_plugin.params import TrackerParams, cpu_has_bf16, load_parameters, resolve_device
+from mlt_plugin.params import TrackerParams, load_parameters, resolve_device, resolve_precision
 from mlt_plugin.tracking.crops import context_size, crop_square
 from mlt_plugin.tracking.inputs import parse_box, prepare_image
 from mlt_plugin.tracking.memory import ContextMemory, ContextPatch
@@ -54,11 +55,12 @@ class MLT:
         self.net = self.net.to(self.device, params.dtype).eval().fold_batch_norm()
         if self.meta_learner is not None:
             self.meta_learner = self.meta_learner.to(self.device).eval()
-        # Reduced precision for the per-frame forward: params.autocast True, False, or "auto" (when the hardware has it).
-        amp = params.autocast
-        if amp == "auto":
-            amp = self.device.type == "cuda" or cpu_has_bf16()
-        self.amp_dtype = (torch.float16 if self.device.type == "cuda" else torch.bfloat16) if amp else None
+        # The precision of the search crops' conv1-4, the per-frame bulk of the work. The template, the last
+        # layer, the L2 normalisation and the correlation always run in fp32: the response peaks that
+        # choose the box differ in the third digit, where bf16 (8 bits of mantissa) rounds.
+        self.precision = resolve_precision(params.get("precision", "auto"), self.device)
+        self.int8_backbone = Int8Backbone(self.net) if self.precision == "int8" else None
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
         up = params.response_upsample * 17
         hann = np.hanning(up)
@@ -87,6 +89,8 @@ class MLT:
         self.search_side = exemplar_side * p.instance_size / p.exemplar_size
         exemplar = crop_square(image, self.center, exemplar_side, p.exemplar_size, self.pad_color)
         self.net.conv5.weight.data.copy_(self._initial_w5)  # undo fine-tuning from a previous sequence
+        if self.int8_backbone is not None:  # activation ranges of this sequence, from its first search crops
+            self.int8_backbone.calibrate(self._search_crops(image))
         with torch.inference_mode():
             template_conv4 = self.net.conv4_features(self._to_tensor([exemplar]))
         self.template_conv4 = template_conv4.float().clone()  # a normal tensor: updates differentiate through it
@@ -109,10 +113,10 @@ class MLT:
             self._clamp_state()
         tic = time.perf_counter()
         sides = self.search_side * self.scales
-        crops = self._to_tensor([crop_square(image, self.center, side, p.instance_size, self.pad_color) for side in sides])
+        crops = self._search_crops(image)
         toc = self._lap("crop", tic)
-        with torch.inference_mode(), self._autocast():
-            conv4 = self.net.conv4_features(crops)
+        with torch.inference_mode():
+            conv4 = self._search_conv4(crops)
             search = self.net.embed(conv4, w_target=self.w_target, attention=self.attention)
             logits = self.net.correlate(self.template, search).float().cpu().numpy()
         toc = self._lap("forward", toc)
@@ -227,11 +231,19 @@ class MLT:
         self.stage_seconds[stage] += now - since
         return now
 
+    def _search_crops(self, image):
+        sides = self.search_side * self.scales
+        return self._to_tensor([crop_square(image, self.center, s, self.params.instance_size, self.pad_color) for s in sides])
+
+    def _search_conv4(self, crops):
+        """conv1-4 of the search crops in the tracker's precision, returned in fp32."""
+        if self.int8_backbone is not None:
+            return self.int8_backbone(crops)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            return self.net.conv4_features(crops).float()
+
     def _to_tensor(self, crops):
         # HxWxC crops are already channels-last: permute without copying.
         batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
         return batch.to(self.device, self.params.dtype, memory_format=torch.channels_last)
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
