@@ -199,3 +199,19 @@ def test_tracks_50_frames_of_a_real_sequence(shared_data):
     boxes = np.array([tracker.track(sequence.frame(i))["target_bbox"] for i in range(1, 51)])
     assert boxes.shape == (50, 4) and np.isfinite(boxes).all() and (boxes[:, 2:] > 0).all()
     assert tracker.frame_index == 51
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run tools/gpu_check.py on a GPU machine)")
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_cuda_tracks_as_the_cpu_does(demo, precision):
+    """The CUDA path, meta update included (every 10 frames), follows the CPU fp32 boxes."""
+    from mlt_plugin.metrics import iou
+
+    boxes = {}
+    for device, name in (("cpu", "fp32"), ("cuda", precision)):
+        params = load_parameters("default")
+        params.device, params.precision, params.update_interval = device, name, 10
+        tracker = MLT(params)
+        tracker.initialize(demo.frame(0), demo.boxes[0])
+        boxes[device] = np.array([tracker.track(demo.frame(i))["target_bbox"] for i in range(1, 24)])
+    assert iou(boxes["cuda"], boxes["cpu"]).min() > 0.8
