@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from mlt_plugin.geometry import RESPONSE_SIZE
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
 from mlt_plugin.params import TrackerParams, cpu_has_bf16, load_parameters, resolve_device
@@ -60,7 +61,7 @@ class MLT:
             amp = self.device.type == "cuda" or cpu_has_bf16()
         self.amp_dtype = (torch.float16 if self.device.type == "cuda" else torch.bfloat16) if amp else None
         self._initial_w5 = self.net.conv5.weight.detach().clone()
-        up = params.response_upsample * 17
+        up = params.response_upsample * RESPONSE_SIZE
         hann = np.hanning(up)
         self.window = np.outer(hann, hann) / np.outer(hann, hann).sum()
         self.scales = np.asarray(params.scales, dtype=np.float64)
