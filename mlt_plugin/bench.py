@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlt_plugin.evaluation import make_tracker
-from mlt_plugin.params import cpu_has_bf16, load_parameters, resolve_device
+from mlt_plugin.build import build_tracker
+from mlt_plugin.params import cpu_has_bf16, resolve_device
+from mlt_plugin.demo import load_target
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
 
@@ -34,16 +35,7 @@ def _rss_mib():
 def bench_one(name, overrides, sequence, frames, device):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if overrides is None:
-            tracker = make_tracker(name)
-        else:
-            from mlt_plugin.tracking.tracker import MLT
-
-            params = load_parameters(name)
-            params.device = str(device)
-            for key, value in overrides.items():
-                setattr(params, key, value)
-            tracker = MLT(params)
+        tracker = build_tracker(name) if overrides is None else build_tracker(name, device=str(device), **overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     tracker.initialize(sequence.frame(0), sequence.boxes[0])
@@ -72,12 +64,10 @@ def bench_one(name, overrides, sequence, frames, device):
 
 
 def run_bench(args):
-    from mlt_plugin.cli import _load_target
-
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    sequence = _load_target(args.path)
+    sequence = load_target(args.path)
     frames = args.frames
     rows = []
     for label, name, overrides in _configs(device):

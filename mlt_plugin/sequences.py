@@ -323,3 +323,4 @@ def load_video(path) -> Sequence:
     if not frames:
         raise ValueError(f"cannot read any frame from video {path}")
     return Sequence(Path(path).stem, frames, np.full((len(frames), 4), np.nan), fps=fps)
+
