@@ -393,3 +393,65 @@ def print_summary(perf: dict, name: str, report_dir):
     print(f"  normalized precision (mean over 0..0.5): {overall['normalized_precision_score']:.3f}")
     print(f"  speed: {overall['speed_fps']:.1f} fps (frames / seconds in the tracker's calls, decoding excluded)")
     print(f"  report: {report_dir}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The got10k experiment shape over the core (the got10k runner and ExperimentLaSOT)
+
+
+class Experiment:
+    """``run(tracker, workers=1)`` and ``report(tracker_names)`` on a list of sequences.
+
+    Results go to ``result_dir/<benchmark>[-firstN]/<tracker>/``, reports to
+    ``report_dir/<benchmark>[-firstN]/<first tracker>/`` (performance.json + plots).
+    """
+
+    def __init__(self, sequences, benchmark, result_dir="results", report_dir="reports", frames=None, shard=None,
+                 starts=1):
+        if frames is not None and frames < 2:
+            raise ValueError(f"--frames must be at least 2 (the first frame only initialises), got {frames}")
+        self.sequences, self.benchmark, self.frames, self.starts = list(sequences), benchmark, frames, starts
+        self.shard = parse_shard(shard)
+        folder = benchmark if frames is None else f"{benchmark}-first{frames}"
+        self.result_dir, self.report_dir = os.path.join(result_dir, folder), os.path.join(report_dir, folder)
+
+    @property
+    def seq_names(self):
+        return [s.name for s in self.sequences]
+
+    def shard_names(self):
+        shard = self.shard or (0, 1)
+        return self.seq_names[shard[0]::shard[1]]
+
+    def run(self, tracker, visualize=False, workers=1):
+        """Track every sequence of this shard that has no saved result yet (``visualize`` is not supported)."""
+        print(f"{self.benchmark}: {len(self.shard_names())} sequences" + (f" (shard {self.shard[0]}/{self.shard[1]})"
+                                                                          if self.shard else ""))
+        run([tracker], self.sequences, self.result_dir, self.starts, workers, self.shard, self.frames)
+
+    def missing_results(self, tracker_name):
+        return [s.name for s in self.sequences
+                if not result_files(self.result_dir, tracker_name, s.name)[0].is_file()]
+
+    def report(self, tracker_names):
+        tracker_names = [tracker_names] if isinstance(tracker_names, str) else list(tracker_names)
+        results = {name: {s.name: [load_result(self.result_dir, name, s, k, self.frames) for k in range(self.starts)]
+                          for s in self.sequences} for name in tracker_names}
+        perf = performance(results, self.sequences)
+        report(perf, os.path.join(self.report_dir, tracker_names[0]), self.benchmark)
+        return perf
+
+
+def run_experiment(experiment, tracker, workers=1, report_only=False, no_report=False) -> int:
+    """What the runners' command lines do: run, then report and print unless only a shard ran."""
+    if not report_only:
+        experiment.run(tracker, workers=workers)
+    missing = experiment.missing_results(tracker.name)
+    if no_report or (missing and experiment.shard is not None and not report_only):
+        if missing:
+            print(f"{len(missing)} sequences have no results yet (other shards): collect all shards' results in "
+                  f"{experiment.result_dir}, then run again with --report-only")
+        return 0
+    perf = experiment.report([tracker.name])
+    print_summary(perf, tracker.name, os.path.join(experiment.report_dir, tracker.name))
+    return 0
