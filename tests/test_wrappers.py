@@ -389,67 +389,65 @@ def test_lasot_shards_workers_resume_and_cli(shared_data, tmp_path, capsys):
 # pytracking drop-in
 
 
-def _fake_pytracking(root: Path):
-    """A minimal pytracking checkout: the package folders the runner imports trackers from."""
-    for package in ("pytracking", "pytracking/tracker", "pytracking/parameter"):
-        (root / package).mkdir(parents=True, exist_ok=True)
-        (root / package / "__init__.py").write_text("")
-    return root
+PYTRACKING_ROOT = os.environ.get("MLT_PYTRACKING_ROOT")
 
 
-def test_pytracking_drop_in(shared_data, tmp_path, monkeypatch, quiet_untrained):
+def _got10k_layout(root: Path, sequence, frames: int):
+    """A GOT-10k val layout holding the first frames of a real sequence (pytracking reads its list.txt)."""
+    folder = root / "val" / sequence.name
+    folder.mkdir(parents=True)
+    for i in range(frames):
+        os.symlink(sequence.frames[i], folder / f"{i + 1:08d}.jpg")
+    np.savetxt(folder / "groundtruth.txt", sequence.boxes[:frames], fmt="%.2f", delimiter=",")
+    (root / "val" / "list.txt").write_text(sequence.name + "\n")
+
+
+@pytest.mark.skipif(not PYTRACKING_ROOT, reason="set MLT_PYTRACKING_ROOT to a pytracking checkout "
+                    "(git clone https://github.com/visionml/pytracking) to test the drop-in against it")
+def test_pytracking_checkout_runs_mlt(shared_data, tmp_path):
+    """`mlt pytracking-install`, then pytracking's own run_tracker.py from inside pytracking/pytracking/."""
+    import shutil
+
     from mlt_plugin.sequences import load_sequence
     from mlt_plugin.toolkits.pytracking_install import install
 
-    checkout = _fake_pytracking(tmp_path / "pytracking_checkout")
+    checkout = tmp_path / "pytracking"  # a copy: the user's checkout stays untouched
+    for package in ("pytracking", "ltr"):
+        shutil.copytree(Path(PYTRACKING_ROOT) / package, checkout / package,
+                        ignore=shutil.ignore_patterns("local.py", "tracking_results", "__pycache__"))
     written = install(checkout)
-    assert checkout / "pytracking" / "tracker" / "mlt" / "__init__.py" in written
-    for name in ("default", "mt", "mt_ft"):
-        assert (checkout / "pytracking" / "parameter" / "mlt" / f"{name}.py").is_file()
-    install(checkout)  # re-install over its own files is fine
+    assert checkout / "pytracking" / "parameter" / "mlt" / "mt.py" in written
+    _got10k_layout(tmp_path / "got10k", load_sequence(shared_data / "otb" / "Bird2"), frames=5)
+    (checkout / "pytracking" / "evaluation" / "local.py").write_text(
+        "from pytracking.evaluation.environment import EnvSettings\n\n"
+        "def local_env_settings():\n    settings = EnvSettings()\n"
+        f"    settings.got10k_path = {str(tmp_path / 'got10k')!r}\n"
+        f"    settings.results_path = {str(tmp_path / 'results')!r}\n    return settings\n")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env.pop("PYTHONPATH", None)  # as a user runs it: MLT comes from the environment it is installed in
+    proc = subprocess.run([sys.executable, "run_tracker.py", "mlt", "mt", "--dataset_name", "got10k_val"],
+                          cwd=checkout / "pytracking", env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "RecursionError" not in output and "Error" not in output, output
+    boxes = np.loadtxt(tmp_path / "results" / "mlt" / "mt" / "Bird2.txt", delimiter="\t")
+    assert boxes.shape == (5, 4) and np.isfinite(boxes).all() and (boxes[:, 2:] > 0).all()
+    assert np.allclose(boxes[0], load_sequence(shared_data / "otb" / "Bird2").boxes[0], atol=0.01)
+
+
+def test_pytracking_install_files(tmp_path):
+    """Re-install, other files left alone, --force for edited files, a clear error for a non-checkout."""
+    from mlt_plugin.toolkits.pytracking_install import install
+
+    checkout = tmp_path / "checkout"
+    for package in ("pytracking/tracker", "pytracking/parameter"):
+        (checkout / package).mkdir(parents=True)
+    install(checkout)
+    install(checkout)  # over its own files: fine
     foreign = checkout / "pytracking" / "parameter" / "mlt" / "mine.py"
     foreign.write_text("# user file\n")
-    install(checkout / "pytracking", ["mt"])  # the package folder works as well; other files untouched
+    install(checkout / "pytracking", ["mt"])  # the package folder works as well
     assert foreign.read_text() == "# user file\n"
-
-    monkeypatch.syspath_prepend(str(checkout))
-    for module in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
-        monkeypatch.delitem(sys.modules, module)
-    try:
-        # What pytracking's evaluation.Tracker does: discover, build params, create, run the sequence.
-        tracker_class = importlib.import_module("pytracking.tracker.mlt").get_tracker_class()
-        params = importlib.import_module("pytracking.parameter.mlt.mt").parameters()
-        params.visualization, params.debug = False, 0
-        params.device = "cpu"
-        multiobj_mode = getattr(params, "multiobj_mode", getattr(tracker_class, "multiobj_mode", "default"))
-        assert multiobj_mode == "parallel"
-        tracker = tracker_class(params)
-        tracker.visdom = None
-        tracker.initialize_features()
-        assert tracker.predicts_segmentation_mask() is False
-        sequence = load_sequence(shared_data / "otb" / "Vase")
-        init_info = {"init_bbox": list(sequence.boxes[0]), "init_object_ids": [1], "object_ids": [1],
-                     "sequence_object_ids": [1]}
-        out = tracker.initialize(sequence.frame(0), init_info) or {}
-        prev_output = dict(out)
-        boxes, scores = [], []
-        copy.deepcopy(tracker)  # MultiObjectWrapper(fast_load=True) deep-copies a prototype tracker
-        for index in (1, 2):
-            info = {"previous_output": prev_output}
-            out = tracker.track(sequence.frame(index), info)
-            prev_output = dict(out)
-            boxes.append(out["target_bbox"])
-            scores.append(out["object_presence_score"])
-            assert not tracker.params.visualization
-        assert np.asarray(boxes).shape == (2, 4) and np.isfinite(boxes).all()
-        assert all(0.0 <= s <= 1.0 for s in scores)
-        assert 0.0 < tracker.params.get("object_presence_score_threshold", 0.55) < 1.0
-        assert tracker.params.vot_anno_conversion_type == "preserve_area"
-    finally:
-        for module in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
-            sys.modules.pop(module, None)
-
-    foreign.unlink()
     (checkout / "pytracking" / "parameter" / "mlt" / "default.py").write_text("# user edit\n")
     with pytest.raises(ValueError, match="--force"):
         install(checkout)

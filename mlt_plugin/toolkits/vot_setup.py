@@ -121,10 +121,30 @@ def initialize_workspace(workspace: Path, stack: str):
         raise FileNotFoundError(f"no stack {stack!r}: give a file, or one of {', '.join(stacks)}")
     from vot.workspace import Workspace
 
+    existed = set(workspace.iterdir()) if workspace.is_dir() else None
     workspace.mkdir(parents=True, exist_ok=True)
     target = workspace / source.name
     target.write_text(source.read_text())
-    Workspace.initialize(str(workspace), dict(stack=str(target), registry=["./trackers.ini"]), download=True)
+    try:
+        Workspace.initialize(str(workspace), dict(stack=str(target), registry=["./trackers.ini"]), download=True)
+    except Exception as err:  # noqa: BLE001 - the toolkit raises its own types (NetworkException, ...)
+        _undo(workspace, existed)  # no half-made workspace
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(
+            f"vot initialize with stack {stack!r} failed ({type(err).__name__}: {reason}); nothing was left in "
+            f"{workspace}. A stack that downloads its dataset needs the internet; offline, use --stack local with "
+            "your own WORKSPACE/sequences/list.txt") from None
+
+
+def _undo(workspace: Path, existed):
+    """Remove what initialize_workspace created: the whole folder if it was new, else only new entries."""
+    import shutil
+
+    if existed is None:
+        shutil.rmtree(workspace, ignore_errors=True)
+        return
+    for entry in set(workspace.iterdir()) - existed:
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
 
 
 def add_parser(subparsers):
