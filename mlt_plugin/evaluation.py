@@ -242,7 +242,7 @@ def run(trackers, sequences, result_dir=None, starts=1, workers=1, shard=None, m
     done = sum(len(v) for r in results.values() for v in r.values()) - len(todo)
     log(f"{len(specs)} tracker(s) x {len(sequences)} sequences x {starts} start(s): {len(todo)} to run"
         + (f", {done} already saved in {result_dir}" if done else ""))
-    local = any(not isinstance(s, TrackerSpec) for s in specs)  # built objects cannot go to other processes
+    local = any(isinstance(s, _Built) for s in specs)  # built objects stay in this process
     if workers > 1 and not local and len(todo) > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
         items = [(spec, seq, start, max_frames, result_dir, False) for spec, seq, start in todo]
