@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from mlt_plugin import metrics
+from mlt_plugin.files import write_atomic, write_text_atomic
 
 # OTB SRE: (dx, dy) centre shift in units of 10 % of (w, h), and a scale of the box about its centre.
 # Order chosen so that any first K-1 mix shifts and scales in both directions.
@@ -127,15 +128,6 @@ def parse_shard(text):
 
 # ------------------------------------------------------------------------------------------------
 # Runner
-
-
-def write_atomic(path, write):
-    """Call ``write(tmp_path)``, then rename onto ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def result_files(result_dir, tracker, sequence_name, start=0):
@@ -345,7 +337,7 @@ def table(perf: dict) -> str:
 def report(perf: dict, report_dir, title="OPE", filename="performance.json") -> Path:
     """Write ``filename`` (JSON) and the plots into ``report_dir``; returns the JSON path."""
     report_dir = Path(report_dir)
-    write_atomic(report_dir / filename, lambda tmp: tmp.write_text(json.dumps(perf, indent=1)))
+    write_text_atomic(report_dir / filename, json.dumps(perf, indent=1))
     plot_curves(perf, report_dir, title)
     return report_dir / filename
 

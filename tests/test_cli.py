@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from mlt_plugin.cli import main
 

@@ -5,8 +5,6 @@ against an independent numpy computation, and the pytracking drop-in driven the 
 runner drives a tracker. Accuracy is never asserted (the weights may be untrained).
 """
 import configparser
-import copy
-import importlib
 import json
 import os
 import subprocess

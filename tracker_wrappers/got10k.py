@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mlt_plugin import evaluation
+from mlt_plugin.files import write_atomic
 from mlt_plugin.sequences import Sequence, is_uav123_root, load_sequences
 
 if not os.environ.get("DISPLAY"):
@@ -130,8 +131,8 @@ class OfflineExperimentGOT10k(ExperimentGOT10k):
             previous = np.loadtxt(time_file, delimiter=",", ndmin=2)
             # Keep the columns of earlier repetitions only (a crash may have left this one's column).
             column = np.concatenate((previous[:, : repetition - 1], column), axis=1)
-        evaluation.write_atomic(time_file, lambda tmp: np.savetxt(tmp, column, fmt="%.8f", delimiter=","))
-        evaluation.write_atomic(record_file, lambda tmp: np.savetxt(tmp, boxes, fmt="%.3f", delimiter=","))
+        write_atomic(time_file, lambda tmp: np.savetxt(tmp, column, fmt="%.8f", delimiter=","))
+        write_atomic(record_file, lambda tmp: np.savetxt(tmp, boxes, fmt="%.3f", delimiter=","))
 
 
 def make_experiment(experiment, root, result_dir="results", report_dir="reports", frames=None,

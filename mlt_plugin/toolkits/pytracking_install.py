@@ -15,6 +15,8 @@ and the command stops, unless ``--force``.
 """
 from pathlib import Path
 
+from mlt_plugin.files import write_text_atomic
+
 MARKER = "Written by `mlt pytracking-install`"
 
 TRACKER_INIT = '''"""MLT for pytracking. {marker}.
@@ -88,12 +90,8 @@ def install(pytracking_dir, param_sets=None, force=False) -> list:
                          "pass --force to overwrite it")
     written = []
     for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        written.append(path)
+        write_text_atomic(root / rel, text)
+        written.append(root / rel)
     return written
 
 

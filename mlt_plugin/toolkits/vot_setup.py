@@ -6,10 +6,11 @@ sys.executable``), the folder that holds the ``tracker_wrappers`` package (``pat
 server module and a generous ``timeout``. With ``--stack``, a new workspace is first initialised with
 one of the stacks shipped in ``tracker_wrappers/stacks/`` (copied into the workspace).
 """
-import os
 import re
 import sys
 from pathlib import Path
+
+from mlt_plugin.files import write_text_atomic
 
 SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
 DEFAULT_TIMEOUT = 300
@@ -82,12 +83,6 @@ def merge_trackers_ini(text: str, sections: dict) -> str:
     return (out + "\n\n" if out else "") + "".join(HEADER) + "\n".join(blocks)
 
 
-def write_atomic(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def setup_workspace(workspace, param_sets=("default", "mt"), timeout=DEFAULT_TIMEOUT, stack=None,
                     device=None, weights=None, python=None) -> Path:
     """Register MLT in ``workspace`` (initialising it with ``stack`` first if given). Returns trackers.ini."""
@@ -107,7 +102,7 @@ def setup_workspace(workspace, param_sets=("default", "mt"), timeout=DEFAULT_TIM
         )
     ini = workspace / "trackers.ini"
     text = ini.read_text() if ini.is_file() else ""
-    write_atomic(ini, merge_trackers_ini(text, tracker_sections(param_sets, timeout, python, device, weights)))
+    write_text_atomic(ini, merge_trackers_ini(text, tracker_sections(param_sets, timeout, python, device, weights)))
     return ini
 
 
