@@ -172,6 +172,9 @@ def test_vot_toolkit_evaluate_and_analysis(shared_data, tmp_path):
     analysed = run("analysis", "MLT-mt")
     assert analysed.returncode == 0 and "Analysis successful" in analysed.stdout + analysed.stderr, \
         analysed.stdout[-3000:] + analysed.stderr[-3000:]
+    output = analysed.stdout + analysed.stderr
+    assert "Mean of empty slice" not in output  # 12-frame sequences: EAO's 46..291 interval is empty
+    assert "set 'low' and 'high' of that analysis in the stack file" in output, output[-3000:]
     report = json.loads(sorted((workspace / "analysis").glob("*.json"))[-1].read_text())
     assert set(report["results"]) == {"baseline", "multistart", "unsupervised"}
     assert report["results"]["baseline"]["type"] == "tracker_wrappers.vot_experiments.SupervisedExperiment"
