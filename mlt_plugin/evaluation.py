@@ -168,18 +168,18 @@ def _run_item(item):
     if spec not in _BUILT:
         _BUILT.clear()  # one tracker at a time: a worker moves on to the next tracker's items
         _BUILT[spec] = spec.build()
-    if bar:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        progress = tqdm(total=count, desc=label, unit="frame", leave=False)
-        on_frame = lambda index, image, box: progress.update()  # noqa: E731
-    else:  # worker processes: a line now and then instead of interleaved bars
-        progress = None
-        on_frame = lambda index, image, box: (index + 1) % 500 or print(  # noqa: E731
-            f"  {label}: frame {index + 1}/{count}", flush=True)
+    # Worker processes print a line every 500 frames instead of bars that would interleave.
+    progress = tqdm(total=count, desc=label, unit="frame", leave=False, disable=not bar)
+
+    def on_frame(index, image, box):
+        progress.update()
+        if not bar and (index + 1) % 500 == 0:
+            print(f"  {label}: frame {index + 1}/{count}", flush=True)
+
     boxes, seconds = run_sequence(_BUILT[spec], sequence, count, start_box(sequence.boxes[0], start), on_frame)
-    if progress is not None:
-        progress.close()
+    progress.close()
     if result_dir is not None:
         box_file, time_file = result_files(result_dir, spec.name, sequence.name, start)
         # Times first, boxes last: the boxes file marks the item as done.
