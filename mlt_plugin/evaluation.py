@@ -27,6 +27,7 @@ and one plot function (``plot_curves``) for the success, precision and normalise
 import json
 import multiprocessing
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -434,12 +435,41 @@ class Experiment:
         return perf
 
 
-def run_experiment(experiment, tracker, workers=1, report_only=False, no_report=False) -> int:
-    """What the runners' command lines do: run, then report and print unless only a shard ran."""
-    if not report_only:
-        experiment.run(tracker, workers=workers)
+def add_runner_arguments(parser):
+    """The options every runner's command line shares (the got10k runner, the LaSOT experiment)."""
+    parser.add_argument("--params", default="default", help="MLT parameter set (default, mt, mt_ft, ...)")
+    parser.add_argument("--weights", help="weights file (default: the shipped weights)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    parser.add_argument("--workers", type=int, default=1, help="sequences tracked in parallel processes")
+    parser.add_argument("--shard", help="i/n: only sequences i, i+n, i+2n, ... (split across machines; then --report-only)")
+    parser.add_argument("--frames", type=int, help="only the first N frames of every sequence (quick checks)")
+    parser.add_argument("--result-dir", default="results")
+    parser.add_argument("--report-dir", default="reports")
+    parser.add_argument("--report-only", action="store_true", help="do not track; report the saved results")
+    parser.add_argument("--no-report", action="store_true", help="only track (e.g. one shard of a split run)")
+
+
+def runner_main(args, make_experiment, run=None) -> int:
+    """What the runners' command lines do: check the parameter set, build the experiment, ``run`` it
+    (default ``run_experiment``); a bad input is one line on stderr and exit status 2."""
+    from mlt_plugin.params import load_parameters
+
+    overrides = {k: v for k, v in (("weights", args.weights), ("device", args.device)) if v}
+    tracker = TrackerSpec(tracker_name(args.params), args.params, overrides)
+    try:
+        load_parameters(args.params)  # an unknown name fails here, not in a worker
+        return (run or run_experiment)(make_experiment(), tracker, args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run_experiment(experiment, tracker, args) -> int:
+    """Run, then report and print unless only a shard ran (``args``: the runner options)."""
+    if not args.report_only:
+        experiment.run(tracker, workers=args.workers)
     missing = experiment.missing_results(tracker.name)
-    if no_report or (missing and experiment.shard is not None and not report_only):
+    if args.no_report or (missing and experiment.shard is not None and not args.report_only):
         if missing:
             print(f"{len(missing)} sequences have no results yet (other shards): collect all shards' results in "
                   f"{experiment.result_dir}, then run again with --report-only")

@@ -162,39 +162,25 @@ def build_parser():
     )
     parser.add_argument("--experiment", required=True, choices=EXPERIMENTS)
     parser.add_argument("--root", required=True, help="dataset root in the benchmark's own layout")
-    parser.add_argument("--params", default="default", help="MLT parameter set (default, mt, mt_ft, ...)")
-    parser.add_argument("--weights", help="weights file (default: the shipped weights)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
-    parser.add_argument("--result-dir", default="results")
-    parser.add_argument("--report-dir", default="reports")
-    parser.add_argument("--frames", type=int, help="only the first N frames of every sequence (quick checks)")
     parser.add_argument("--version", help="otb: 2015 (default), 2013, tb50, tb100; uav123 (30 fps): UAV123 or UAV20L")
     parser.add_argument("--subset", default=None, help="got10k: val (default) or test; lasot: test (default) or all")
-    parser.add_argument("--workers", type=int, default=1, help="sequences tracked in parallel processes")
-    parser.add_argument("--shard", help="i/n: only sequences i, i+n, ... (split across machines; then --report-only)")
-    parser.add_argument("--report-only", action="store_true", help="do not track; report the saved results")
-    parser.add_argument("--no-report", action="store_true", help="only run (e.g. one shard of a split run)")
+    evaluation.add_runner_arguments(parser)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+
+    def experiment():
+        return make_experiment(args.experiment, args.root, args.result_dir, args.report_dir, args.frames,
+                               args.version, args.subset, args.shard)
+
+    return evaluation.runner_main(args, experiment, _run_got10k if args.experiment == "got10k" else None)
+
+
+def _run_got10k(experiment, spec, args):
+    """got10k's own GOT-10k experiment: its runner calls a got10k Tracker, its report scores."""
     tracker = MLTTracker(args.params, weights=args.weights, device=args.device)
-    try:
-        from mlt_plugin.params import load_parameters
-
-        load_parameters(args.params)  # an unknown name fails here, not in a worker
-        experiment = make_experiment(args.experiment, args.root, args.result_dir, args.report_dir, args.frames,
-                                     args.version, args.subset, args.shard)
-        if isinstance(experiment, ExperimentGOT10k):
-            return _run_got10k(experiment, tracker, args)
-        return evaluation.run_experiment(experiment, tracker, args.workers, args.report_only, args.no_report)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run_got10k(experiment, tracker, args):
     if not args.report_only:
         experiment.run(tracker)
     if args.no_report:

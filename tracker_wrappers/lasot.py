@@ -103,32 +103,14 @@ def build_parser():
     )
     parser.add_argument("--root", required=True, help="LaSOT root: <class>/<class>-<n>/img + groundtruth.txt")
     parser.add_argument("--subset", choices=("test", "all"), default="test")
-    parser.add_argument("--params", default="default", help="MLT parameter set (default, mt, mt_ft, ...)")
-    parser.add_argument("--weights", help="weights file (default: the shipped weights)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
-    parser.add_argument("--workers", type=int, default=1, help="sequences tracked in parallel processes")
-    parser.add_argument("--shard", help="i/n: run only sequences i, i+n, i+2n, ... (split across machines)")
-    parser.add_argument("--frames", type=int, help="only the first N frames of every sequence (quick checks)")
-    parser.add_argument("--result-dir", default="results")
-    parser.add_argument("--report-dir", default="reports")
-    parser.add_argument("--report-only", action="store_true", help="do not track; report the saved results")
-    parser.add_argument("--no-report", action="store_true", help="only track")
+    evaluation.add_runner_arguments(parser)
     return parser
 
 
 def main(argv=None):
-    from mlt_plugin.params import load_parameters
-
     args = build_parser().parse_args(argv)
-    tracker = evaluation.TrackerSpec(evaluation.tracker_name(args.params), args.params,
-                                     {k: v for k, v in (("weights", args.weights), ("device", args.device)) if v})
-    try:
-        load_parameters(args.params)  # an unknown name fails here, not in a worker
-        experiment = ExperimentLaSOT(args.root, args.subset, args.result_dir, args.report_dir, args.frames, args.shard)
-        return evaluation.run_experiment(experiment, tracker, args.workers, args.report_only, args.no_report)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return evaluation.runner_main(args, lambda: ExperimentLaSOT(args.root, args.subset, args.result_dir,
+                                                                args.report_dir, args.frames, args.shard))
 
 
 if __name__ == "__main__":
