@@ -109,3 +109,11 @@ def test_bench_times_every_configuration_by_stage(tmp_path, quiet_untrained):
     assert configs[0] == "default fp32" and {"fast (1 scale)", "mt", "OpenCV MIL"} <= set(configs)
     for row in report["rows"]:
         assert row["fps"] > 0 and set(row["ms_per_frame"]) == {"decode", "crop", "forward", "update", "postprocess"}
+
+
+def test_data_folder_is_set_from_the_command_line(tmp_path, capsys):
+    absent = tmp_path / "no-data"
+    assert main(["train", "matching", "--out", str(tmp_path / "run"), "--data", str(absent)]) == 2
+    assert f"the shared data folder {absent} is absent: pass --data DIR" in capsys.readouterr().err
+    assert main(["eval", "--data", str(absent), "--out", str(tmp_path / "eval")]) == 2
+    assert f"the shared data folder {absent} is absent" in capsys.readouterr().err
