@@ -179,8 +179,10 @@ def _run_item(item):
         if not bar and (index + 1) % 500 == 0:
             print(f"  {label}: frame {index + 1}/{count}", flush=True)
 
-    boxes, seconds = run_sequence(_BUILT[spec], sequence, count, start_box(sequence.boxes[0], start), on_frame)
-    progress.close()
+    try:
+        boxes, seconds = run_sequence(_BUILT[spec], sequence, count, start_box(sequence.boxes[0], start), on_frame)
+    finally:
+        progress.close()  # also on an error: its one-line message then stands alone
     if result_dir is not None:
         box_file, time_file = result_files(result_dir, spec.name, sequence.name, start)
         # Times first, boxes last: the boxes file marks the item as done.

@@ -394,6 +394,14 @@ def test_lasot_shards_workers_resume_and_cli(shared_data, tmp_path, capsys):
     assert code == 0 and "success AUC" in out and "normalized precision" in out
     with pytest.raises(ValueError, match="shard"):
         ExperimentLaSOT(*args, shard="2/2")
+    broken = tmp_path / "LaSOT" / "dog" / "dog-2" / "img" / "00000003.jpg"
+    broken.unlink()
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    code = main(["--root", str(tmp_path / "LaSOT"), "--subset", "all", "--frames", "5", "--params", "mt",
+                 "--result-dir", str(tmp_path / "r"), "--report-dir", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "dog-2/img/00000003.jpg" in errors[0] and "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------------------------
