@@ -183,6 +183,7 @@ def _run_item(item):
         boxes, seconds = run_sequence(_BUILT[spec], sequence, count, start_box(sequence.boxes[0], start), on_frame)
     finally:
         progress.close()  # also on an error: its one-line message then stands alone
+    boxes = boxes.round(3)  # what the result file holds: a fresh and a resumed run score alike
     if result_dir is not None:
         box_file, time_file = result_files(result_dir, spec.name, sequence.name, start)
         # Times first, boxes last: the boxes file marks the item as done.
