@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlt_plugin.evaluation import make_tracker
+from mlt_plugin.build import build_tracker
+from mlt_plugin.demo import load_target
 from mlt_plugin.evaluation import score
-from mlt_plugin.params import cpu_has_bf16, load_parameters, resolve_device, resolve_precision
+from mlt_plugin.params import cpu_has_bf16, resolve_device, resolve_precision
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
 
@@ -44,16 +45,7 @@ def _rss_mib():
 def bench_one(name, overrides, sequence, frames, device):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if overrides is None:
-            tracker = make_tracker(name)
-        else:
-            from mlt_plugin.tracking.tracker import MLT
-
-            params = load_parameters(name)
-            params.device = str(device)
-            for key, value in overrides.items():
-                setattr(params, key, value)
-            tracker = MLT(params)
+        tracker = build_tracker(name) if overrides is None else build_tracker(name, device=str(device), **overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # Frames 1..N of the sequence in order, so that the boxes can be scored; frame 1 warms up, untimed.
@@ -75,7 +67,7 @@ def bench_one(name, overrides, sequence, frames, device):
     row = {
         "config": name if overrides is None else name,
         "fps": frames / total,
-        "auc": score(np.array(boxes), sequence.boxes)["auc"],
+        "auc": score(np.array(boxes), sequence)["success_auc"],
         "ms_per_frame": {s: 1000 * stages.get(s, 0.0) / frames for s in STAGES},
         "rss_mib": _rss_mib(),
     }
@@ -85,12 +77,10 @@ def bench_one(name, overrides, sequence, frames, device):
 
 
 def run_bench(args):
-    from mlt_plugin.cli import _load_target
-
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    sequence = _load_target(args.path)
+    sequence = load_target(args.path)
     frames = min(args.frames, len(sequence) - 2)
     if frames < 1:
         raise ValueError(f"{sequence.name} has {len(sequence)} frames: mlt bench needs at least 3")

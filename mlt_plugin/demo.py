@@ -1,15 +1,29 @@
 """A built-in demo sequence, generated (no data needed): a textured target moving and changing scale
 over a cluttered background that also holds look-alike distractors, with exact ground truth."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-from mlt_plugin.sequences import Sequence
+from mlt_plugin.sequences import VIDEO_SUFFIXES, Sequence, load_sequence, load_video
 
 
 def _texture(rng, height, width, cell):
     """A random colour blob texture: smooth noise in three channels, blobs about ``cell`` pixels wide."""
     small = rng.integers(0, 256, size=(max(2, height // cell), max(2, width // cell), 3)).astype(np.uint8)
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def load_target(path=None) -> Sequence:
+    """What `mlt track` / `mlt bench` take: a sequence folder, a UAV123 root or frame folder, a video
+    file, or None for this module's generated demo sequence."""
+    if path is None:
+        return demo_sequence()
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no such sequence folder or video: {path}")
+    if Path(path).is_file() and Path(path).suffix.lower() in VIDEO_SUFFIXES:
+        return load_video(path)
+    return load_sequence(path)
 
 
 def demo_sequence(num_frames: int = 150, width: int = 480, height: int = 360, seed: int = 7) -> Sequence:

@@ -1,65 +1,156 @@
-"""One-pass evaluation (OPE): initialise on the first frame, track the rest, score against ground truth.
+"""The one evaluation core under `mlt eval`, the got10k runner and the LaSOT experiment.
 
-Trackers are named by parameter set (``default``, ``mt``, ``mt_ft``, ...) or ``mil`` for OpenCV's
-TrackerMIL, a classical reference measured in the same run. fps counts the tracker's own calls
-(initialize + track), not frame decoding.
+Runner (``run``): a work item is (tracker, sequence, start). It initialises on the first frame with
+the start box, tracks the rest, times the tracker's own calls (initialize + track, not frame
+decoding), shows progress inside the sequence, and writes the item's result files atomically when it
+ends: ``<result_dir>/<tracker>/<seq>.txt`` (boxes, comma separated, in the layout's own coordinates:
+1-based for OTB-style layouts, as their toolkits expect) and ``times/<seq>_time.txt``. An item whose
+boxes file exists is loaded instead of run, so an interrupted run resumes. ``workers`` runs items in
+parallel processes, ``shard=(i, n)`` only every n-th sequence from i (to split across machines).
+
+Starts (``starts=K``): start 0 is the exact first ground-truth box; starts 1..K-1 are OTB's spatial
+robustness (SRE) perturbations of it, taken in the fixed order of ``SRE_STARTS`` (shifts of 10 % of the
+size, scales 0.8/0.9/1.1/1.2 about the centre). Their results go to ``<seq>_start<k>.txt``.
+
+Scorer (``score``): ``mlt_plugin.metrics.ope_summary``. The one rule for frames without a valid box
+(NaN, w or h <= 0, or marked absent/occluded by the layout): they count as failures at every threshold
+and stay in the denominator, as in the official LaSOT toolkit; the first frame's prediction is the
+ground truth. Success AUC = mean of the success curve over 21 IoU thresholds 0:0.05:1 (the OTB/LaSOT
+"AUC", got10k's ``success_score`` with ``nbins_iou=21``); precision = share of frames with centre
+error <= 20 px; normalised precision = LaSOT's, mean over 0:0.01:0.5. Curves are averaged over
+sequences and starts. fps = frames / seconds of tracker calls, per sequence and overall (one
+definition everywhere).
+
+Report (``report``): ``performance.json`` (got10k's shape: ``{tracker: {"overall", "seq_wise"}}``)
+and one plot function (``plot_curves``) for the success, precision and normalised precision plots.
 """
 import json
 import multiprocessing
+import os
+import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 
 from mlt_plugin import metrics
-from mlt_plugin.params import load_parameters
+from mlt_plugin.files import write_atomic, write_text_atomic
+
+# OTB SRE: (dx, dy) centre shift in units of 10 % of (w, h), and a scale of the box about its centre.
+# Order chosen so that any first K-1 mix shifts and scales in both directions.
+SRE_STARTS = (
+    ((-1, 0), 1.0), ((1, 0), 1.0), ((0, 0), 0.8), ((0, 0), 1.2), ((0, -1), 1.0), ((0, 1), 1.0),
+    ((0, 0), 0.9), ((0, 0), 1.1), ((-1, -1), 1.0), ((1, -1), 1.0), ((-1, 1), 1.0), ((1, 1), 1.0),
+)
+MAX_STARTS = 1 + len(SRE_STARTS)
 
 
-class OpenCVMIL:
-    """OpenCV's TrackerMIL behind the MLT initialize/track interface."""
+def tracker_name(params) -> str:
+    """'MLT' for the default parameter set, 'MLT-<name>' otherwise (the toolkits' result folder names)."""
+    return "MLT" if params == "default" else f"MLT-{params}"
 
-    def __init__(self):
-        self.tracker = cv2.TrackerMIL.create()
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """A tracker by parameter set (or 'mil') and overrides; built inside the process that runs it."""
+
+    name: str
+    params: object = "default"
+    overrides: dict = field(default_factory=dict, hash=False)
+
+    def build(self):
+        from mlt_plugin.build import build_tracker
+
+        return build_tracker(self.params, **self.overrides)
+
+
+class _Built:
+    """An already-built tracker object as a spec (runs in this process only)."""
+
+    def __init__(self, tracker, name):
+        self.tracker, self.name = tracker, name
+
+    def build(self):
+        return self.tracker
+
+
+class _InitUpdate:
+    """A got10k-style tracker (``init(image, box)``, ``update(image) -> box``, PIL RGB images)."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
 
     def initialize(self, image, box):
-        self.box = [float(v) for v in box]
-        self.tracker.init(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), tuple(int(round(v)) for v in box))
+        from PIL import Image
 
-    def track(self, image, info=None):
-        ok, box = self.tracker.update(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        if ok:
-            self.box = [float(v) for v in box]
-        return {"target_bbox": list(self.box), "object_presence_score": float(ok)}
+        self.tracker.init(Image.fromarray(image), np.asarray(box, dtype=np.float64))
 
+    def track(self, image):
+        from PIL import Image
 
-def make_tracker(name: str, device=None):
-    if name == "mil":
-        return OpenCVMIL()
-    from mlt_plugin.tracking.tracker import MLT
-
-    params = load_parameters(name)
-    if device:
-        params.device = device
-    return MLT(params)
+        return {"target_bbox": np.asarray(self.tracker.update(Image.fromarray(image)), dtype=np.float64)}
 
 
-def run_sequence(tracker, sequence, max_frames=None, on_frame=None):
-    """Boxes (N, 4) and per-frame tracker seconds (N,) for one sequence, starting from its first box.
+def as_spec(tracker):
+    """Anything the runner takes: a spec (``name`` + ``build()``), an MLT-like object
+    (``initialize``/``track``) or a got10k-style one (``init``/``update``), both with a ``name``."""
+    if hasattr(tracker, "build"):
+        return tracker
+    name = getattr(tracker, "name", type(tracker).__name__)
+    if hasattr(tracker, "initialize"):
+        return _Built(tracker, name)
+    if hasattr(tracker, "init") and hasattr(tracker, "update"):
+        return _Built(_InitUpdate(tracker), name)
+    raise ValueError(f"{tracker!r} is no tracker: give initialize/track, init/update, or a TrackerSpec")
+
+
+def start_box(box, start: int) -> np.ndarray:
+    """The initial box of start ``start`` (0: as given; k >= 1: the k-th entry of ``SRE_STARTS``)."""
+    box = np.asarray(box, dtype=np.float64)
+    if start == 0:
+        return box.copy()
+    (dx, dy), scale = SRE_STARTS[start - 1]
+    cx, cy = box[0] + box[2] / 2 + 0.1 * dx * box[2], box[1] + box[3] / 2 + 0.1 * dy * box[3]
+    w, h = box[2] * scale, box[3] * scale
+    return np.array([cx - w / 2, cy - h / 2, w, h])
+
+
+def parse_shard(text):
+    """'i/n' -> (i, n) with 0 <= i < n; None stays None."""
+    if text is None or isinstance(text, tuple):
+        return text
+    parts = str(text).replace(" ", "").split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
+        raise ValueError(f"shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Runner
+
+
+def result_files(result_dir, tracker, sequence_name, start=0):
+    stem = sequence_name if start == 0 else f"{sequence_name}_start{start}"
+    folder = Path(result_dir) / tracker
+    return folder / f"{stem}.txt", folder / "times" / f"{stem}_time.txt"
+
+
+def run_sequence(tracker, sequence, max_frames=None, init_box=None, on_frame=None):
+    """Boxes (N, 4) and per-frame tracker seconds (N,) of one sequence, from ``init_box`` (default: its first box).
 
     ``on_frame(index, image, box)`` is called after each frame (progress, drawing).
     """
     count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
-    boxes = np.zeros((count, 4))
-    seconds = np.zeros(count)
+    init_box = sequence.boxes[0] if init_box is None else np.asarray(init_box, dtype=np.float64)
+    boxes, seconds = np.zeros((count, 4)), np.zeros(count)
     for index in range(count):
         image = sequence.frame(index)
         started = time.perf_counter()
         if index == 0:
-            tracker.initialize(image, sequence.boxes[0])
-            boxes[0] = sequence.boxes[0]
+            tracker.initialize(image, init_box)
+            boxes[0] = init_box
         else:
             boxes[index] = tracker.track(image)["target_bbox"]
         seconds[index] = time.perf_counter() - started
@@ -68,110 +159,324 @@ def run_sequence(tracker, sequence, max_frames=None, on_frame=None):
     return boxes, seconds
 
 
-def score(boxes, ground_truth, visible=None):
-    """Success AUC, precision@20 px, and the curves, over frames with a visible annotated target."""
-    ground_truth = ground_truth[: len(boxes)]
-    valid = np.isfinite(ground_truth).all(1) if visible is None else visible[: len(boxes)]
-    ious = metrics.iou(boxes[valid], ground_truth[valid])
-    errors = metrics.center_error(boxes[valid], ground_truth[valid])
-    return {
-        "auc": metrics.success_auc(ious),
-        "precision20": metrics.precision_at(errors, 20),
-        "success_curve": metrics.success_curve(ious).tolist(),
-        "precision_curve": metrics.precision_curve(errors).tolist(),
-    }
+_BUILT = {}  # per process: trackers built once and reused across sequences
 
 
-def _job(args):
-    tracker_name, sequence, max_frames, device = args
-    torch.set_num_threads(1)  # one sequence per worker process: parallel across sequences instead
+def _run_item(item):
+    spec, sequence, start, max_frames, result_dir, bar = item
+    count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
+    label = f"{spec.name} {sequence.name}" + (f" start {start}" if start else "")
+    if spec not in _BUILT:
+        _BUILT.clear()  # one tracker at a time: a worker moves on to the next tracker's items
+        _BUILT[spec] = spec.build()
+    from tqdm import tqdm
+
+    # Worker processes print a line every 500 frames instead of bars that would interleave.
+    progress = tqdm(total=count, desc=label, unit="frame", leave=False, disable=not bar)
+
+    def on_frame(index, image, box):
+        progress.update()
+        if not bar and (index + 1) % 500 == 0:
+            print(f"  {label}: frame {index + 1}/{count}", flush=True)
+
+    try:
+        boxes, seconds = run_sequence(_BUILT[spec], sequence, count, start_box(sequence.boxes[0], start), on_frame)
+    finally:
+        progress.close()  # also on an error: its one-line message then stands alone
+    boxes = boxes.round(3)  # what the result file holds: a fresh and a resumed run score alike
+    if result_dir is not None:
+        box_file, time_file = result_files(result_dir, spec.name, sequence.name, start)
+        # Times first, boxes last: the boxes file marks the item as done.
+        write_atomic(time_file, lambda tmp: np.savetxt(tmp, seconds, fmt="%.8f"))
+        saved = boxes + [1, 1, 0, 0] if sequence.one_based else boxes
+        write_atomic(box_file, lambda tmp: np.savetxt(tmp, saved, fmt="%.3f", delimiter=","))
+    return spec.name, sequence.name, start, boxes, seconds
+
+
+def _worker_init(threads):
+    import torch
+
+    torch.set_num_threads(threads)
     warnings.simplefilter("ignore")
-    boxes, seconds = run_sequence(make_tracker(tracker_name, device), sequence, max_frames)
-    result = score(boxes, sequence.boxes, sequence.visible)
-    result.update(frames=len(boxes), seconds=float(seconds.sum()), boxes=boxes.tolist())
-    return tracker_name, sequence.name, result
 
 
-def evaluate(sequences, tracker_names, workers=1, max_frames=None, device=None, progress=None):
-    """{tracker: {sequence: result}} for every tracker on every sequence."""
-    jobs = [(name, seq, max_frames, device) for name in tracker_names for seq in sequences]
-    results = {name: {} for name in tracker_names}
-    if workers > 1:
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded torch process
-        with context.Pool(workers) as pool:
-            for name, seq_name, result in pool.imap_unordered(_job, jobs):
-                results[name][seq_name] = result
-                progress and progress(name, seq_name, result)
+def load_result(result_dir, tracker, sequence, start=0, max_frames=None):
+    """Saved (boxes, seconds) of one item, or None when it has not run; boxes 0-based."""
+    from mlt_plugin.sequences import read_boxes
+
+    box_file, time_file = result_files(result_dir, tracker, sequence.name, start)
+    if not box_file.is_file():
+        return None
+    boxes = read_boxes(box_file, one_based=sequence.one_based)
+    count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
+    if len(boxes) < count:
+        raise ValueError(f"{box_file} has {len(boxes)} boxes for {count} frames: delete it to run the sequence again")
+    seconds = np.loadtxt(time_file, ndmin=1).reshape(-1) if time_file.is_file() else np.full(count, np.nan)
+    return boxes[:count], seconds[:count]
+
+
+def run(trackers, sequences, result_dir=None, starts=1, workers=1, shard=None, max_frames=None, log=print):
+    """Run every (tracker, sequence, start) not saved yet; returns {tracker: {sequence: [(boxes, seconds)] per start}}."""
+    specs = [as_spec(t) for t in trackers]
+    if not 1 <= starts <= MAX_STARTS:
+        raise ValueError(f"--starts must be 1..{MAX_STARTS} (the exact box + OTB's 12 SRE starts), got {starts}")
+    if max_frames is not None and max_frames < 2:
+        raise ValueError(f"--frames must be at least 2 (the first frame only initialises), got {max_frames}")
+    shard = parse_shard(shard)
+    if shard is not None:
+        sequences = sequences[shard[0]::shard[1]]
+    results = {spec.name: {seq.name: [None] * starts for seq in sequences} for spec in specs}
+    todo = []
+    for spec in specs:
+        for seq in sequences:
+            for start in range(starts):
+                saved = None if result_dir is None else load_result(result_dir, spec.name, seq, start, max_frames)
+                if saved is None:
+                    todo.append((spec, seq, start))
+                else:
+                    results[spec.name][seq.name][start] = saved
+    done = sum(len(v) for r in results.values() for v in r.values()) - len(todo)
+    log(f"{len(specs)} tracker(s) x {len(sequences)} sequences x {starts} start(s): {len(todo)} to run"
+        + (f", {done} already saved in {result_dir}" if done else ""))
+    local = any(isinstance(s, _Built) for s in specs)  # built objects stay in this process
+    if workers > 1 and not local and len(todo) > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        items = [(spec, seq, start, max_frames, result_dir, False) for spec, seq, start in todo]
+        context = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads
+        with context.Pool(workers, initializer=_worker_init, initargs=(threads,)) as pool:
+            outputs = pool.imap_unordered(_run_item, items)
+            _collect(outputs, results, len(items), log)
     else:
-        for job in jobs:
-            name, seq_name, result = _job(job)
-            results[name][seq_name] = result
-            progress and progress(name, seq_name, result)
+        outputs = (_run_item((spec, seq, start, max_frames, result_dir, True)) for spec, seq, start in todo)
+        _collect(outputs, results, len(todo), log)
+    _BUILT.clear()
     return results
 
 
-def summary(per_sequence: dict) -> dict:
-    """Overall scores of one tracker: mean success / precision curves over sequences (OTB style)."""
-    success = np.mean([r["success_curve"] for r in per_sequence.values()], axis=0)
-    precision = np.mean([r["precision_curve"] for r in per_sequence.values()], axis=0)
-    frames = sum(r["frames"] for r in per_sequence.values())
-    seconds = sum(r["seconds"] for r in per_sequence.values())
-    return {
-        "auc": float(success.mean()),
-        "precision20": float(precision[20]),
-        "fps": frames / max(seconds, 1e-9),
-        "frames": frames,
-        "success_curve": success.tolist(),
-        "precision_curve": precision.tolist(),
-    }
+def _collect(outputs, results, total, log):
+    for count, (name, seq_name, start, boxes, seconds) in enumerate(outputs, 1):
+        results[name][seq_name][start] = (boxes, seconds)
+        fps = len(seconds) / max(float(np.sum(seconds)), 1e-9)
+        log(f"[{count}/{total}] {name} {seq_name}" + (f" start {start}" if start else "") + f": {fps:.1f} fps")
 
 
-def table(results: dict) -> str:
-    names = list(results)
-    sequences = list(next(iter(results.values())))
-    header = f"{'sequence':<16}" + "".join(f"{n + ' AUC':>14}{'P@20':>7}{'fps':>7}" for n in names)
-    lines = [header, "-" * len(header)]
-    for seq in sequences:
-        row = f"{seq:<16}"
-        for name in names:
-            r = results[name][seq]
-            row += f"{r['auc']:>14.3f}{r['precision20']:>7.3f}{r['frames'] / max(r['seconds'], 1e-9):>7.1f}"
-        lines.append(row)
-    row = f"{'overall':<16}"
-    for name in names:
-        s = summary(results[name])
-        row += f"{s['auc']:>14.3f}{s['precision20']:>7.3f}{s['fps']:>7.1f}"
-    lines += ["-" * len(header), row]
+# ------------------------------------------------------------------------------------------------
+# Scorer and report
+
+
+def score(boxes, sequence) -> dict:
+    """All OPE numbers of one run on ``sequence`` (the rule for frames without a valid box: module doc)."""
+    n = len(boxes)
+    return metrics.ope_summary(boxes, sequence.boxes[:n], valid=sequence.visible[:n])
+
+
+def _spread(values, key):
+    values = np.asarray(values, dtype=np.float64)
+    return {key: float(values.mean()), f"{key}_std": float(values.std()), f"{key}_min": float(values.min()),
+            f"{key}_max": float(values.max())}
+
+
+def _entry(summaries, frames, seconds) -> dict:
+    """Scores of a list of runs (one per start, or per sequence x start): mean curves and AUC spread over starts."""
+    curves = {k: np.mean([s[k] for s in summaries], axis=0)
+              for k in ("success_curve", "precision_curve", "normalized_precision_curve")}
+    entry = {k: v.tolist() for k, v in curves.items()}
+    entry.update(
+        success_score=metrics.auc(curves["success_curve"]),
+        precision_score=float(curves["precision_curve"][20]),
+        normalized_precision_score=metrics.auc(curves["normalized_precision_curve"]),
+        success_rate=float(curves["success_curve"][10]),  # IoU > 0.5
+        frames=int(frames),
+        speed_fps=float(frames / seconds) if seconds > 0 else -1.0,
+    )
+    return entry
+
+
+def performance(results, sequences) -> dict:
+    """{tracker: {"overall": ..., "seq_wise": {seq: ...}}} from ``run``'s results."""
+    by_name = {s.name: s for s in sequences}
+    out = {}
+    for name, per_sequence in results.items():
+        missing = [seq for seq, runs in per_sequence.items() if any(r is None for r in runs)]
+        if missing:
+            raise ValueError(f"{name}: no results for {len(missing)} of {len(per_sequence)} sequences (first: "
+                             f"{', '.join(missing[:3])}); run them (all shards) into the same result folder")
+        seq_wise, per_start = {}, None
+        frames = seconds = 0
+        for seq_name, runs in per_sequence.items():
+            summaries = [score(boxes, by_name[seq_name]) for boxes, _ in runs]
+            n = sum(len(t) for _, t in runs)
+            s = float(np.nansum([np.sum(t) for _, t in runs]))
+            entry = _entry(summaries, n, s)
+            entry.update(_spread([x["success_auc"] for x in summaries], "success_score"), starts=len(runs))
+            seq_wise[seq_name] = entry
+            per_start = [[] for _ in runs] if per_start is None else per_start
+            for k, summary in enumerate(summaries):
+                per_start[k].append(summary)
+            frames, seconds = frames + n, seconds + s
+        overall = _entry([x for runs in per_start for x in runs], frames, seconds)
+        overall.update(_spread([np.mean([x["success_auc"] for x in runs]) for runs in per_start], "success_score"),
+                       starts=len(per_start), sequences=len(seq_wise))
+        out[name] = {"overall": overall, "seq_wise": seq_wise}
+    return out
+
+
+def table(perf: dict) -> str:
+    """Per-sequence and overall success AUC (mean over starts, with min-max when several), P@20, fps."""
+    names = list(perf)
+    sequences = list(next(iter(perf.values()))["seq_wise"])
+
+    def cell(entry):
+        spread = f" ({entry['success_score_min']:.3f}-{entry['success_score_max']:.3f})" if entry["starts"] > 1 else ""
+        return f"{entry['success_score']:>7.3f}{spread:>14}{entry['precision_score']:>7.3f}{entry['speed_fps']:>7.1f}"
+
+    width = 16 + 35 * len(names)
+    header = f"{'sequence':<16}" + "".join(f"{n + ' AUC':>21}{'P@20':>7}{'fps':>7}" for n in names)
+    lines = [header, "-" * width]
+    lines += [f"{seq:<16}" + "".join(cell(perf[n]["seq_wise"][seq]) for n in names) for seq in sequences]
+    lines += ["-" * width, f"{'overall':<16}" + "".join(cell(perf[n]["overall"]) for n in names)]
     return "\n".join(lines)
 
 
-def save_report(results: dict, out_dir):
-    """results.json (per sequence + overall) and success / precision plots as PNG."""
+def report(perf: dict, report_dir, title="OPE", filename="performance.json") -> Path:
+    """Write ``filename`` (JSON) and the plots into ``report_dir``; returns the JSON path."""
+    report_dir = Path(report_dir)
+    write_text_atomic(report_dir / filename, json.dumps(perf, indent=1))
+    plot_curves(perf, report_dir, title)
+    return report_dir / filename
+
+
+def plot_curves(perf: dict, report_dir, title="OPE"):
+    """success_plots.png, precision_plots.png, norm_precision_plots.png: one curve per tracker, ranked."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = {name: {"overall": summary(res), "sequences": res} for name, res in results.items()}
-    tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(out_dir / "results.json")
-    for kind, xs, xlabel, key in (
-        ("success", metrics.IOU_THRESHOLDS, "overlap threshold", "auc"),
-        ("precision", metrics.PIXEL_THRESHOLDS, "location error threshold (px)", "precision20"),
-    ):
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for name, entry in report.items():
-            overall = entry["overall"]
-            ax.plot(xs, overall[f"{kind}_curve"], label=f"{name} [{overall[key]:.3f}]")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"{kind} rate")
-        ax.set_title(f"{kind} plot of OPE")
-        ax.grid(alpha=0.3)
-        ax.legend()
+    plots = (
+        ("success_plots.png", "success_curve", "success_score", metrics.SUCCESS_THRESHOLDS,
+         "Overlap threshold", "Success rate", "Success plots", (0, 1)),
+        ("precision_plots.png", "precision_curve", "precision_score", metrics.PRECISION_THRESHOLDS,
+         "Location error threshold (px)", "Precision", "Precision plots", (0, 50)),
+        ("norm_precision_plots.png", "normalized_precision_curve", "normalized_precision_score",
+         metrics.NORMALIZED_PRECISION_THRESHOLDS, "Normalized location error threshold", "Normalized precision",
+         "Normalized precision plots", (0, 0.5)),
+    )
+    for filename, curve_key, score_key, xs, xlabel, ylabel, what, xlim in plots:
+        ranked = sorted(perf, key=lambda n: -perf[n]["overall"][score_key])
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for i, name in enumerate(ranked):
+            overall = perf[name]["overall"]
+            ax.plot(xs, overall[curve_key], ["-", "--", "-."][i // 10 % 3], label=f"{name} [{overall[score_key]:.3f}]")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{what} of {title}", xlim=xlim, ylim=(0, 1))
+        ax.grid(True)
+        ax.legend(loc="lower left" if curve_key == "success_curve" else "lower right", fontsize=8)
         fig.tight_layout()
-        fig.savefig(out_dir / f"{kind}_plot.png", dpi=100)
+        fig.savefig(Path(report_dir) / filename, dpi=120)
         plt.close(fig)
-    return out_dir / "results.json"
+
+
+def print_summary(perf: dict, name: str, report_dir):
+    """The headline numbers of one tracker, with what each one is."""
+    overall = perf[name]["overall"]
+    spread = (f" (over {overall['starts']} starts: std {overall['success_score_std']:.3f}, "
+              f"min {overall['success_score_min']:.3f}, max {overall['success_score_max']:.3f})"
+              if overall["starts"] > 1 else "")
+    print(f"{name} on {overall['sequences']} sequences, {overall['frames']} frames:")
+    print(f"  success AUC (mean of the success curve over 21 IoU thresholds; got10k 'success_score'): "
+          f"{overall['success_score']:.3f}{spread}")
+    print(f"  precision@20px: {overall['precision_score']:.3f}")
+    print(f"  normalized precision (mean over 0..0.5): {overall['normalized_precision_score']:.3f}")
+    print(f"  speed: {overall['speed_fps']:.1f} fps (frames / seconds in the tracker's calls, decoding excluded)")
+    print(f"  report: {report_dir}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The got10k experiment shape over the core (the got10k runner and ExperimentLaSOT)
+
+
+class Experiment:
+    """``run(tracker, workers=1)`` and ``report(tracker_names)`` on a list of sequences.
+
+    Results go to ``result_dir/<benchmark>[-firstN]/<tracker>/``, reports to
+    ``report_dir/<benchmark>[-firstN]/<first tracker>/`` (performance.json + plots).
+    """
+
+    def __init__(self, sequences, benchmark, result_dir="results", report_dir="reports", frames=None, shard=None,
+                 starts=1):
+        if frames is not None and frames < 2:
+            raise ValueError(f"--frames must be at least 2 (the first frame only initialises), got {frames}")
+        self.sequences, self.benchmark, self.frames, self.starts = list(sequences), benchmark, frames, starts
+        self.shard = parse_shard(shard)
+        folder = benchmark if frames is None else f"{benchmark}-first{frames}"
+        self.result_dir, self.report_dir = os.path.join(result_dir, folder), os.path.join(report_dir, folder)
+
+    @property
+    def seq_names(self):
+        return [s.name for s in self.sequences]
+
+    def shard_names(self):
+        shard = self.shard or (0, 1)
+        return self.seq_names[shard[0]::shard[1]]
+
+    def run(self, tracker, visualize=False, workers=1):
+        """Track every sequence of this shard that has no saved result yet (``visualize`` is not supported)."""
+        print(f"{self.benchmark}: {len(self.shard_names())} sequences" + (f" (shard {self.shard[0]}/{self.shard[1]})"
+                                                                          if self.shard else ""))
+        run([tracker], self.sequences, self.result_dir, self.starts, workers, self.shard, self.frames)
+
+    def missing_results(self, tracker_name):
+        return [s.name for s in self.sequences
+                if not result_files(self.result_dir, tracker_name, s.name)[0].is_file()]
+
+    def report(self, tracker_names):
+        tracker_names = [tracker_names] if isinstance(tracker_names, str) else list(tracker_names)
+        results = {name: {s.name: [load_result(self.result_dir, name, s, k, self.frames) for k in range(self.starts)]
+                          for s in self.sequences} for name in tracker_names}
+        perf = performance(results, self.sequences)
+        report(perf, os.path.join(self.report_dir, tracker_names[0]), self.benchmark)
+        return perf
+
+
+def add_runner_arguments(parser):
+    """The options every runner's command line shares (the got10k runner, the LaSOT experiment)."""
+    parser.add_argument("--params", default="default", help="MLT parameter set (default, mt, mt_ft, ...)")
+    parser.add_argument("--weights", help="weights file (default: the shipped weights)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    parser.add_argument("--workers", type=int, default=1, help="sequences tracked in parallel processes")
+    parser.add_argument("--shard", help="i/n: only sequences i, i+n, i+2n, ... (split across machines; then --report-only)")
+    parser.add_argument("--frames", type=int, help="only the first N frames of every sequence (quick checks)")
+    parser.add_argument("--result-dir", default="results")
+    parser.add_argument("--report-dir", default="reports")
+    parser.add_argument("--report-only", action="store_true", help="do not track; report the saved results")
+    parser.add_argument("--no-report", action="store_true", help="only track (e.g. one shard of a split run)")
+
+
+def runner_main(args, make_experiment, run=None) -> int:
+    """What the runners' command lines do: check the parameter set, build the experiment, ``run`` it
+    (default ``run_experiment``); a bad input is one line on stderr and exit status 2."""
+    from mlt_plugin.params import load_parameters
+
+    overrides = {k: v for k, v in (("weights", args.weights), ("device", args.device)) if v}
+    tracker = TrackerSpec(tracker_name(args.params), args.params, overrides)
+    try:
+        load_parameters(args.params)  # an unknown name fails here, not in a worker
+        return (run or run_experiment)(make_experiment(), tracker, args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run_experiment(experiment, tracker, args) -> int:
+    """Run, then report and print unless only a shard ran (``args``: the runner options)."""
+    if not args.report_only:
+        experiment.run(tracker, workers=args.workers)
+    missing = experiment.missing_results(tracker.name)
+    if args.no_report or (missing and experiment.shard is not None and not args.report_only):
+        if missing:
+            print(f"{len(missing)} sequences have no results yet (other shards): collect all shards' results in "
+                  f"{experiment.result_dir}, then run again with --report-only")
+        return 0
+    perf = experiment.report([tracker.name])
+    print_summary(perf, tracker.name, os.path.join(experiment.report_dir, tracker.name))
+    return 0

@@ -1,8 +1,12 @@
 """Tracker parameters: one attribute bag, compatible with pytracking's ``TrackerParams``."""
 import importlib
-import pkgutil
+import importlib.util
+import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
+
 
 class TrackerParams:
     """Attribute bag with pytracking's ``has`` / ``get`` / ``set_default_values`` API."""
@@ -58,6 +62,12 @@ def resolve_device(name) -> torch.device:
     return device
 
 
+# MLT's parameter sets, found by file location: when pytracking runs from inside its own pytracking/
+# folder, its `parameter` package is first on sys.path and would shadow ours (and the parameter file
+# `mlt pytracking-install` writes there calls back into MLT: endless recursion).
+PARAMETER_DIR = Path(__file__).resolve().parent.parent / "parameter"
+
+
 PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 
@@ -84,10 +94,40 @@ def load_parameters(name: str = "default") -> TrackerParams:
     names = parameter_set_names()
     if name not in names:
         raise ValueError(f"unknown parameter set {name!r}; choose one of {', '.join(names)}")
-    return importlib.import_module(f"parameter.mlt.{name}").parameters()
+    with _own_parameter_package():
+        return importlib.import_module(f"parameter.mlt.{name}").parameters()
 
 
 def parameter_set_names() -> list:
-    import parameter.mlt
+    return sorted(p.stem for p in (PARAMETER_DIR / "mlt").glob("*.py") if p.stem != "__init__")
 
-    return sorted(m.name for m in pkgutil.iter_modules(parameter.mlt.__path__))
+
+def _ours(module) -> bool:
+    return any(Path(p).resolve() == PARAMETER_DIR for p in getattr(module, "__path__", ()))
+
+
+@contextmanager
+def _own_parameter_package():
+    """Bind the name ``parameter`` to MLT's package (from its file location) while a set loads.
+
+    The parameter files import each other as ``parameter.mlt.<name>``; a foreign ``parameter``
+    package (pytracking's) is set aside for the load and put back afterwards.
+    """
+    foreign = {}
+    if "parameter" in sys.modules and not _ours(sys.modules["parameter"]):
+        foreign = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "parameter" or k.startswith("parameter.")}
+    if "parameter" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "parameter", PARAMETER_DIR / "__init__.py", submodule_search_locations=[str(PARAMETER_DIR)])
+        if spec is None:
+            raise FileNotFoundError(f"MLT's parameter package is missing: {PARAMETER_DIR} (reinstall mlt-tracker)")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["parameter"] = module
+        spec.loader.exec_module(module)
+    try:
+        yield
+    finally:
+        if foreign:
+            for key in [k for k in sys.modules if k == "parameter" or k.startswith("parameter.")]:
+                del sys.modules[key]
+            sys.modules.update(foreign)

@@ -5,9 +5,13 @@ Layouts (see ../shared/data/README.md for the conventions):
   LaSOT         <seq>/img/*.jpg + groundtruth.txt (+ full_occlusion.txt, out_of_view.txt)   1-based
   GOT-10k       <seq>/*.jpg + groundtruth.txt (+ absence.label)       0-based
   VOT           <seq>/sequence + color/*.jpg + groundtruth.txt        0-based polygons or rectangles
-  UAV123        <root>/data_seq/<subset>/<folder>/*.jpg + anno/<subset>/<name>.txt + <subset>.json   1-based
+  UAV123        <root>/data_seq/<subset>/<folder>/*.jpg + anno/<subset>/<name>.txt, with the frame ranges
+                from the dataset's own configSeqs.m or a <subset>.json (got10k's schema)   1-based
   UAVDT         <root>/UAV-benchmark-S/<name>/img*.jpg + anno/<name>_gt.txt   1-based
-VOT polygons become their axis-aligned bounding box (min/max of the corners).
+VOT polygons become their axis-aligned bounding box (min/max of the corners). A benchmark root may
+hold only some of its sequences: the absent ones are skipped.
+``Sequence.fps`` is the source's frame rate where the layout states it (VOT ``sequence`` file,
+UAV123 10/30 fps, a video's header), else None.
 
 Broken data fails loudly, naming the file: a ground-truth file with fewer lines than frames (a
 single line is allowed: first-frame-only annotation, as in the GOT-10k test split), a blank line
@@ -32,6 +36,8 @@ class Sequence:
     frames: list  # image paths (or in-memory RGB arrays for generated sequences)
     boxes: np.ndarray  # (N, 4) float [x, y, w, h], 0-based; NaN where not annotated
     visible: np.ndarray = field(default=None)  # (N,) bool: target visible and annotated
+    fps: float = None  # the source's frame rate, where known
+    one_based: bool = False  # the layout's own box files are 1-based (result files are written alike)
 
     def __post_init__(self):
         if self.visible is None:
@@ -154,9 +160,15 @@ def _otb_targets(folder: Path) -> list:
     frames = _images_in(folder / "img")
     many = len(gts) > 1
     return [
-        _checked(f"{folder.name}.{gt.stem.split('.')[-1]}" if many else folder.name, frames, read_boxes(gt, True), gt)
+        _one_based(_checked(f"{folder.name}.{gt.stem.split('.')[-1]}" if many else folder.name, frames,
+                            read_boxes(gt, True), gt))
         for gt in gts
     ]
+
+
+def _one_based(seq: Sequence) -> Sequence:
+    seq.one_based = True
+    return seq
 
 
 def _lasot_or_got(folder: Path, lasot: bool) -> Sequence:
@@ -174,6 +186,7 @@ def _lasot_or_got(folder: Path, lasot: bool) -> Sequence:
         values = np.array([int(float(v)) for v in re.split(r"[,\s]+", cover.read_text().strip()) if v])
         hidden[: len(values)] |= values[: len(hidden)] == 0
     seq.visible = seq.visible & ~hidden
+    seq.one_based = lasot
     return seq
 
 
@@ -188,30 +201,65 @@ def _vot(folder: Path) -> Sequence:
     boxes = read_boxes(gt, one_based=False)
     image_dir = (folder / pattern).parent
     frames = _images_in(image_dir) if image_dir.is_dir() else []
-    return _checked(folder.name, frames, boxes, gt)
+    seq = _checked(folder.name, frames, boxes, gt)
+    fps = re.search(r"^fps\s*=\s*([\d.]+)", meta.read_text(), re.M) if meta.is_file() else None
+    seq.fps = float(fps.group(1)) if fps else None
+    return seq
 
 
 def _uavdt(folder: Path) -> Sequence:
     gt = folder.parent.parent / "anno" / f"{folder.name}_gt.txt"
-    return _checked(folder.name, _images_in(folder), read_boxes(gt, True), gt)
+    return _one_based(_checked(folder.name, _images_in(folder), read_boxes(gt, True), gt))
+
+
+_CONFIG_ENTRY = re.compile(
+    r"'name'\s*,\s*'([^']+)'\s*,\s*'path'\s*,\s*'([^']*)'\s*,\s*'startFrame'\s*,\s*(\d+)\s*,\s*'endFrame'\s*,\s*(\d+)")
+
+
+def uav123_ranges(root: Path) -> dict:
+    """{name: (subset, frame folder, start, end)} from ``configSeqs.m`` (UAV123's own) or ``UAV*.json``."""
+    ranges = {}
+    for config in sorted(root.glob("configSeqs*.m")):
+        # Blocks like: seqUAV123_10fps={struct('name','bike1','path','...\data_seq\UAV123_10fps\bike1\',
+        # 'startFrame',1,'endFrame',1029,...),...}
+        for block in re.finditer(r"seq(\w+)\s*=\s*\{(.*?)\}\s*;", config.read_text(errors="replace"), re.S):
+            for name, path, start, end in _CONFIG_ENTRY.findall(block.group(2)):
+                parts = [s for s in re.split(r"[\\/]", path) if s and s != "."]
+                folder = root / "data_seq" / "/".join(parts[-2:]) if len(parts) >= 2 else None
+                if folder is None or not folder.is_dir():  # a path from the authors' machine: use the layout
+                    folder = root / "data_seq" / block.group(1) / (parts[-1] if parts else name)
+                ranges[name] = (block.group(1), folder, int(start), int(end))
+    for meta_file in sorted(root.glob("UAV*.json")):
+        for subset, entries in json.loads(meta_file.read_text()).items():
+            for name, info in entries.items():
+                folder = root / "data_seq" / subset / info["folder_name"]
+                ranges.setdefault(name, (subset, folder, int(info["start_frame"]), int(info["end_frame"])))
+    return ranges
 
 
 def _uav123_root(root: Path) -> list:
     sequences = []
-    for meta_file in sorted(root.glob("UAV*.json")):
-        for subset, entries in json.loads(meta_file.read_text()).items():
-            for name, info in sorted(entries.items()):
-                folder = root / "data_seq" / subset / info["folder_name"]
-                start, end = int(info["start_frame"]), int(info["end_frame"])
-                frames = [p for p in _images_in(folder) if start <= int(p.stem) <= end]
-                gt = root / "anno" / subset / f"{name}.txt"
-                if len(frames) != end - start + 1:  # a missing first/last frame leaves no gap to see
-                    raise ValueError(
-                        f"sequence {name}: {folder} has {len(frames)} frames numbered {start}-{end}, "
-                        f"expected {end - start + 1} (missing frame files)"
-                    )
-                sequences.append(_checked(name, frames, read_boxes(gt, True), gt))
+    for name, (subset, folder, start, end) in sorted(uav123_ranges(root).items()):
+        gt = root / "anno" / subset / f"{name}.txt"
+        if not gt.is_file() and not folder.is_dir():
+            continue  # a root holding only some sequences of the benchmark
+        if not gt.is_file():
+            raise FileNotFoundError(f"sequence {name}: frames in {folder} but no ground truth {gt}")
+        frames = [p for p in _images_in(folder) if start <= (_frame_number(p) or 0) <= end] if folder.is_dir() else []
+        if len(frames) != end - start + 1:  # a missing first/last frame leaves no gap to see
+            raise ValueError(
+                f"sequence {name}: {folder} has {len(frames)} frames numbered {start}-{end}, "
+                f"expected {end - start + 1} (missing frame files)"
+            )
+        seq = _checked(name, frames, read_boxes(gt, True), gt)
+        seq.fps, seq.one_based = (10.0 if "10fps" in subset else 30.0), True
+        sequences.append(seq)
     return sequences
+
+
+def is_uav123_root(path: Path) -> bool:
+    return (path / "data_seq").is_dir() and (path / "anno").is_dir() and bool(
+        list(path.glob("UAV*.json")) or list(path.glob("configSeqs*.m")))
 
 
 def _targets_in_folder(folder: Path) -> list:
@@ -234,7 +282,7 @@ def load_sequences(path, max_depth: int = 3) -> list:
         raise FileNotFoundError(f"no such sequence or dataset folder: {path}")
     if path.is_file():
         raise ValueError(f"{path} is a file; expected a sequence folder or a benchmark root (videos: use load_video)")
-    if list(path.glob("UAV*.json")) and (path / "data_seq").is_dir():
+    if is_uav123_root(path):
         return _uav123_root(path)
     found = _targets_in_folder(path)
     if found or max_depth == 0:
@@ -245,8 +293,14 @@ def load_sequences(path, max_depth: int = 3) -> list:
 
 
 def load_sequence(path) -> Sequence:
-    """One sequence folder (the first target where a folder has several)."""
-    found = _targets_in_folder(Path(path)) if Path(path).is_dir() else []
+    """One sequence folder (the first target where a folder has several), or the first sequence of a
+    UAV123 root or of one of its frame folders (``data_seq/<subset>/<folder>``)."""
+    path = Path(path)
+    found = _targets_in_folder(path) if path.is_dir() else []
+    if not found and path.is_dir() and is_uav123_root(path):
+        found = _uav123_root(path)
+    if not found and path.is_dir() and path.parent.parent.name == "data_seq" and is_uav123_root(path.parents[2]):
+        found = [s for s in _uav123_root(path.parents[2]) if Path(s.frames[0]).parent.resolve() == path.resolve()]
     if not found:
         raise ValueError(
             f"{path} is not a sequence folder in a known layout (OTB, VOT, LaSOT, GOT-10k, UAV123, UAVDT): "
@@ -258,6 +312,7 @@ def load_sequence(path) -> Sequence:
 def load_video(path) -> Sequence:
     """A video file as a sequence of in-memory RGB frames, with no ground truth."""
     capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or None
     frames = []
     while True:
         ok, frame = capture.read()
@@ -267,4 +322,5 @@ def load_video(path) -> Sequence:
     capture.release()
     if not frames:
         raise ValueError(f"cannot read any frame from video {path}")
-    return Sequence(Path(path).stem, frames, np.full((len(frames), 4), np.nan))
+    return Sequence(Path(path).stem, frames, np.full((len(frames), 4), np.nan), fps=fps)
+

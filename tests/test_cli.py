@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from mlt_plugin.cli import main
 
@@ -38,9 +37,68 @@ def test_eval_compares_trackers_and_writes_a_report(shared_data, tmp_path, capsy
     assert "overall" in printed and "mil AUC" in printed
     report = json.loads((out / "results.json").read_text())
     assert set(report) == {"mt", "mil"}
-    assert report["mt"]["sequences"]["Dog"]["frames"] == 4
-    assert 0 <= report["mil"]["overall"]["auc"] <= 1
-    assert (out / "success_plot.png").stat().st_size > 0 and (out / "precision_plot.png").stat().st_size > 0
+    assert report["mt"]["seq_wise"]["Dog"]["frames"] == 4
+    assert 0 <= report["mil"]["overall"]["success_score"] <= 1
+    assert (out / "success_plots.png").stat().st_size > 0 and (out / "precision_plots.png").stat().st_size > 0
+    assert main(["eval", str(shared_data / "otb" / "Dog"), "--params", "mt", "--frames", "4", "--out", str(out)]) == 0
+    assert "0 to run, 1 already saved" in capsys.readouterr().out  # resumed from the saved result files
+
+
+def test_eval_starts_report_the_spread_and_compose_with_workers(shared_data, tmp_path, capsys):
+    from mlt_plugin.evaluation import SRE_STARTS, start_box
+
+    box = np.array([10.0, 20.0, 40.0, 20.0])
+    assert np.allclose(start_box(box, 0), box)
+    assert np.allclose(start_box(box, 1), [6.0, 20.0, 40.0, 20.0])  # centre shifted left by 10 % of w
+    assert np.allclose(start_box(box, 3), [14.0, 22.0, 32.0, 16.0])  # scaled by 0.8 about the centre
+    assert len(SRE_STARTS) == 12
+    out = tmp_path / "eval"
+    code = main(["eval", str(shared_data / "otb" / "Dog"), "--params", "mt", "--mil", "--starts", "3", "--workers", "2",
+                 "--frames", "4", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "results.json").read_text())
+    for name in ("mt", "mil"):
+        entry = report[name]["seq_wise"]["Dog"]
+        assert entry["starts"] == 3 and entry["success_score_min"] <= entry["success_score"] <= entry["success_score_max"]
+        assert report[name]["overall"]["success_score_std"] >= 0
+    saved = sorted(p.name for p in (out / "results" / "first4" / "mt").glob("*.txt"))
+    assert saved == ["Dog.txt", "Dog_start1.txt", "Dog_start2.txt"]
+    assert main(["eval", str(shared_data / "otb" / "Dog"), "--starts", "14", "--out", str(out)]) == 2
+    assert "--starts must be 1..13" in capsys.readouterr().err
+
+
+def test_track_uav123_native_layout_and_bad_data(shared_data, tmp_path, capsys, quiet_untrained):
+    """UAV123 as released (configSeqs.m, no .json), a truncated ground truth and a corrupt frame: one line each."""
+    import os
+
+    root = tmp_path / "UAV123"
+    (root / "anno").mkdir(parents=True)
+    (root / "data_seq").mkdir()
+    os.symlink(shared_data / "uav123" / "anno" / "UAV123_10fps", root / "anno" / "UAV123_10fps")
+    os.symlink(shared_data / "uav123" / "data_seq" / "UAV123_10fps", root / "data_seq" / "UAV123_10fps")
+    (root / "configSeqs.m").write_text(
+        "seqUAV123_10fps={struct('name','group2_2','path','D:\\UAV123\\data_seq\\UAV123_10fps\\group2\\',"
+        "'startFrame',303,'endFrame',352,'nz',6,'ext','jpg','init_rect',[0,0,0,0]),...\n"
+        "struct('name','bike1','path','D:\\UAV123\\data_seq\\UAV123_10fps\\bike1\\','startFrame',1,"
+        "'endFrame',1029,'nz',6,'ext','jpg','init_rect',[0,0,0,0])};\n")  # bike1 is not in this root: skipped
+    assert main(["track", str(root / "data_seq" / "UAV123_10fps" / "group2"), "--frames", "3", "--params", "mt"]) == 0
+    assert "group2_2: 3 frames" in capsys.readouterr().out
+
+    seq = tmp_path / "Broken"
+    (seq / "img").mkdir(parents=True)
+    for i in range(1, 4):
+        os.symlink(shared_data / "otb" / "Dog" / "img" / f"{i:04d}.jpg", seq / "img" / f"{i:04d}.jpg")
+    (seq / "groundtruth_rect.txt").write_text("10,10,20,20\n11,11,20,20\n")
+    assert main(["track", str(seq)]) == 2
+    err = capsys.readouterr().err
+    assert "groundtruth_rect.txt has 2 boxes for 3 frames" in err and len(err.strip().splitlines()) == 1
+    (seq / "groundtruth_rect.txt").write_text("10,10,20,20\n" * 3)
+    (seq / "img" / "0002.jpg").unlink()
+    (seq / "img" / "0002.jpg").write_bytes(b"not a jpeg")
+    assert main(["eval", str(seq), "--params", "mt", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err  # the progress bar shares stderr
+    errors = [line for line in err.replace("\r", "\n").splitlines() if "error:" in line]
+    assert len(errors) == 1 and "0002.jpg" in errors[0] and "Traceback" not in err
 
 
 def test_bench_times_every_configuration_by_stage(tmp_path, quiet_untrained):
@@ -56,3 +114,11 @@ def test_bench_times_every_configuration_by_stage(tmp_path, quiet_untrained):
     for row in report["rows"]:
         assert row["fps"] > 0 and set(row["ms_per_frame"]) == {"decode", "crop", "forward", "update", "postprocess"}
         assert 0 <= row["auc"] <= 1
+
+
+def test_data_folder_is_set_from_the_command_line(tmp_path, capsys):
+    absent = tmp_path / "no-data"
+    assert main(["train", "matching", "--out", str(tmp_path / "run"), "--data", str(absent)]) == 2
+    assert f"the shared data folder {absent} is absent: pass --data DIR" in capsys.readouterr().err
+    assert main(["eval", "--data", str(absent), "--out", str(tmp_path / "eval")]) == 2
+    assert f"the shared data folder {absent} is absent" in capsys.readouterr().err

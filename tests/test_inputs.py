@@ -341,8 +341,12 @@ def test_cuda_without_cuda(name):
         resolve_device(name)
 
 
-def test_cuda_index_past_the_devices():
-    with pytest.raises(ValueError, match="'cuda:99'"):
+def test_cuda_index_past_the_devices(monkeypatch):
+    # Pretend to have one GPU, so the index check itself is what fails (not "CUDA is not available").
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match="'cuda:99' asked for, but this machine has 1 CUDA device"):
         resolve_device("cuda:99")
 
 

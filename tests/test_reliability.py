@@ -15,9 +15,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mlt_plugin.networks.weights_io import build_networks, save_weights
-from mlt_plugin.params import load_parameters
+from mlt_plugin import build_tracker
 from mlt_plugin.tracking.crops import context_size
-from mlt_plugin.tracking.tracker import MLT
 
 SETTINGS = dict(deadline=None, database=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -32,13 +31,9 @@ def one_thread():
 
 
 def make_tracker(name="mt", **overrides):
-    params = load_parameters(name)
-    params.device = "cpu"
-    for key, value in overrides.items():
-        setattr(params, key, value)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # untrained weights: fine for input handling
-        return MLT(params)
+        return build_tracker(name, device="cpu", **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,19 @@ vot-toolkit 0.9.0 crashes for single-target trackers in two experiment types:
   the offset into a sequence that already starts at the anchor, passes an ``ObjectStatus`` where a
   region is expected, and indexes the per-frame times as if they were per object.
 
+``supervised_eao_score`` on sequences shorter than its ``low`` bound (a workspace's own short
+sequences) gives EAO=nan with numpy's "Mean of empty slice" warnings; ``EAOScore`` below says which
+stack option to change instead.
+
 The subclasses below fix exactly that and keep everything else (result files, names, analyses:
 ``supervised_*`` and ``multistart_*`` analyses accept them because they are subclasses). Use them in
 a stack file by import path, e.g. ``type: tracker_wrappers.vot_experiments.SupervisedExperiment``;
 the stacks shipped in ``tracker_wrappers/stacks/`` do that (``mlt vot-setup --stack NAME``).
 """
+import logging
+
+import numpy as np
+from vot.analysis.supervised import EAOScore as _EAOScore
 from vot.dataset.proxy import FrameMapSequence
 from vot.experiment.multirun import SupervisedExperiment as _Supervised
 from vot.experiment.multistart import MultiStartExperiment as _MultiStart
@@ -121,3 +129,20 @@ class MultiStartExperiment(_MultiStart):
                 trajectory.write(results, name)
                 if callback:
                     callback(done / len(starts))
+
+
+class EAOScore(_EAOScore):
+    """``supervised_eao_score`` that names the option to change when its interval has no frames."""
+
+    def compute(self, experiment, trackers, sequences, dependencies):
+        def score(curve, i, j):
+            window = np.asarray(curve[0][self.low:self.high + 1], dtype=float)
+            if window.size == 0:
+                logging.getLogger("vot").warning(
+                    "EAO undefined: the stack's supervised_eao_score interval low=%d..high=%d starts after the "
+                    "longest sequence (%d frames); set 'low' and 'high' of that analysis in the stack file to "
+                    "frame counts your sequences reach", self.low, self.high, len(curve[0]))
+                return (float("nan"),)
+            return (float(window.mean()),)
+
+        return dependencies[0].foreach(score)

@@ -91,14 +91,9 @@ def image_path(request):
 
 def load_tracker(args):
     """The MLT tracker for the chosen parameter set (imports torch: after the handshake)."""
-    from mlt_plugin import MLT, load_parameters
+    from mlt_plugin import build_tracker
 
-    params = load_parameters(args.params)
-    if args.weights:
-        params.weights = args.weights
-    if args.device:
-        params.device = args.device
-    return MLT(params)
+    return build_tracker(args.params, weights=args.weights, device=args.device)
 
 
 def read_image(path):

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-RESPONSE_SIZE = 17
+from mlt_plugin.geometry import RESPONSE_SIZE
 
 
 def label_map(centers: torch.Tensor, radius: float, size: int = RESPONSE_SIZE) -> torch.Tensor:

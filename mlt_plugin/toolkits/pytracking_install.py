@@ -7,11 +7,15 @@ Writes, in a pytracking checkout (PYTRACKING_DIR is the checkout root or its ``p
     pytracking/parameter/mlt/<set>.py         parameters() -> our TrackerParams, one file per parameter set
 
 The files only import the installed ``mlt_plugin`` / ``tracker_wrappers`` packages, so run pytracking
-with the Python that has MLT installed. Then, in the checkout: ``python run_tracker.py mlt default
---dataset_name otb``. A file that exists with other content (e.g. edited parameters) is left alone
+with the Python that has MLT installed; MLT's parameter sets are loaded by file location, so
+pytracking's own ``parameter`` package (first on sys.path inside ``pytracking/``) never shadows them.
+The command prints pytracking's own set-up steps (requirements, ``local.py``); then, in
+``pytracking/``: ``python run_tracker.py mlt default --dataset_name otb``. A file that exists with other content (e.g. edited parameters) is left alone
 and the command stops, unless ``--force``.
 """
 from pathlib import Path
+
+from mlt_plugin.files import write_text_atomic
 
 MARKER = "Written by `mlt pytracking-install`"
 
@@ -86,12 +90,8 @@ def install(pytracking_dir, param_sets=None, force=False) -> list:
                          "pass --force to overwrite it")
     written = []
     for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        written.append(path)
+        write_text_atomic(root / rel, text)
+        written.append(root / rel)
     return written
 
 
@@ -108,11 +108,19 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
+NEXT_STEPS = """pytracking's own set-up, in the Python environment that has MLT installed:
+  1. its requirements for running trackers:  pip install pandas jpeg4py "setuptools<80" && pip install --no-build-isolation visdom
+  2. its local.py with your dataset paths:  cd {root} && python -c "from pytracking.evaluation.environment import create_default_local_file; create_default_local_file()"
+     then edit {package}/evaluation/local.py (e.g. settings.otb_path = '/data/OTB100', settings.results_path = ...)
+  3. run MLT:  cd {package} && python run_tracker.py mlt {first} --dataset_name otb
+     (results: <results_path>/mlt/{first}/<sequence>.txt)"""
+
+
 def run(args):
     written = install(args.pytracking_dir, args.params, args.force)
     for path in written:
         print(f"wrote {path}")
     sets = sorted(p.stem for p in written if p.parent.name == "mlt" and p.stem != "__init__" and "parameter" in p.parts)
-    first = "default" if "default" in sets else sets[0]
-    print(f"next: cd {package_dir(args.pytracking_dir)} && python run_tracker.py mlt {first} --dataset_name otb")
+    package = package_dir(args.pytracking_dir)
+    print(NEXT_STEPS.format(root=package.parent, package=package, first="default" if "default" in sets else sets[0]))
     return 0

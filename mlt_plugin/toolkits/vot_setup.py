@@ -6,10 +6,11 @@ sys.executable``), the folder that holds the ``tracker_wrappers`` package (``pat
 server module and a generous ``timeout``. With ``--stack``, a new workspace is first initialised with
 one of the stacks shipped in ``tracker_wrappers/stacks/`` (copied into the workspace).
 """
-import os
 import re
 import sys
 from pathlib import Path
+
+from mlt_plugin.files import write_text_atomic
 
 SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
 DEFAULT_TIMEOUT = 300
@@ -82,12 +83,6 @@ def merge_trackers_ini(text: str, sections: dict) -> str:
     return (out + "\n\n" if out else "") + "".join(HEADER) + "\n".join(blocks)
 
 
-def write_atomic(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def setup_workspace(workspace, param_sets=("default", "mt"), timeout=DEFAULT_TIMEOUT, stack=None,
                     device=None, weights=None, python=None) -> Path:
     """Register MLT in ``workspace`` (initialising it with ``stack`` first if given). Returns trackers.ini."""
@@ -107,7 +102,7 @@ def setup_workspace(workspace, param_sets=("default", "mt"), timeout=DEFAULT_TIM
         )
     ini = workspace / "trackers.ini"
     text = ini.read_text() if ini.is_file() else ""
-    write_atomic(ini, merge_trackers_ini(text, tracker_sections(param_sets, timeout, python, device, weights)))
+    write_text_atomic(ini, merge_trackers_ini(text, tracker_sections(param_sets, timeout, python, device, weights)))
     return ini
 
 
@@ -121,10 +116,30 @@ def initialize_workspace(workspace: Path, stack: str):
         raise FileNotFoundError(f"no stack {stack!r}: give a file, or one of {', '.join(stacks)}")
     from vot.workspace import Workspace
 
+    existed = set(workspace.iterdir()) if workspace.is_dir() else None
     workspace.mkdir(parents=True, exist_ok=True)
     target = workspace / source.name
     target.write_text(source.read_text())
-    Workspace.initialize(str(workspace), dict(stack=str(target), registry=["./trackers.ini"]), download=True)
+    try:
+        Workspace.initialize(str(workspace), dict(stack=str(target), registry=["./trackers.ini"]), download=True)
+    except Exception as err:  # noqa: BLE001 - the toolkit raises its own types (NetworkException, ...)
+        _undo(workspace, existed)  # no half-made workspace
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(
+            f"vot initialize with stack {stack!r} failed ({type(err).__name__}: {reason}); nothing was left in "
+            f"{workspace}. A stack that downloads its dataset needs the internet; offline, use --stack local with "
+            "your own WORKSPACE/sequences/list.txt") from None
+
+
+def _undo(workspace: Path, existed):
+    """Remove what initialize_workspace created: the whole folder if it was new, else only new entries."""
+    import shutil
+
+    if existed is None:
+        shutil.rmtree(workspace, ignore_errors=True)
+        return
+    for entry in set(workspace.iterdir()) - existed:
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
 
 
 def add_parser(subparsers):

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from mlt_plugin.geometry import RESPONSE_SIZE
 from mlt_plugin.networks.int8 import Int8Backbone
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
@@ -62,7 +63,7 @@ class MLT:
         self.int8_backbone = Int8Backbone(self.net) if self.precision == "int8" else None
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
-        up = params.response_upsample * 17
+        up = params.response_upsample * RESPONSE_SIZE
         hann = np.hanning(up)
         self.window = np.outer(hann, hann) / np.outer(hann, hann).sum()
         self.scales = np.asarray(params.scales, dtype=np.float64)

@@ -15,6 +15,7 @@ def add_parser(subparsers):
     parser.add_argument("--source", action="append", default=[], help="KIND:ROOT[:WEIGHT], repeatable")
     parser.add_argument("--exclude", nargs="*", default=None,
                         help="sequence names never to train on (default with the shared data: the validation split)")
+    parser.add_argument("--data", help="shared data folder for the default sources (default: $MLT_DATA or ../shared/data)")
     parser.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv, exported weights")
     parser.add_argument("--iterations", type=int, default=None, help="default: 95000 (matching, mt) / 11000 (meta)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -37,14 +38,13 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
-def default_sources(exclude, stills=True):
+def default_sources(exclude, stills=True, data=None):
     """The training split of the shared data; ``stills`` adds the COCO images (not for the meta stage,
     whose episodes need a trajectory's changing appearance, and which the paper trains on videos)."""
-    if not split.SHARED_DATA.is_dir():
-        raise FileNotFoundError(f"no --source given and the shared data folder {split.SHARED_DATA} is absent")
-    sources = [("seq", str(split.SHARED_DATA / root), weight) for root, weight in split.TRAIN_ROOTS.items()]
+    folder = split.data_dir(data)
+    sources = [("seq", str(folder / root), weight) for root, weight in split.TRAIN_ROOTS.items()]
     if stills:
-        sources.append(("coco", str(split.SHARED_DATA / split.COCO_ROOT), split.COCO_WEIGHT))
+        sources.append(("coco", str(folder / split.COCO_ROOT), split.COCO_WEIGHT))
     return sources, exclude
 
 
@@ -55,7 +55,7 @@ def run(args):
         specs, exclude = [parse_source_spec(s) for s in args.source], set(args.exclude or ())
     else:
         exclude = set(split.VALIDATION) if args.exclude is None else set(args.exclude)
-        specs, exclude = default_sources(exclude, stills=args.stage != "meta")
+        specs, exclude = default_sources(exclude, stills=args.stage != "meta", data=args.data)
     sources = [load_source(kind, root, weight, exclude) for kind, root, weight in specs]
     for source in sources:
         print(f"source {source.kind}:{source.root} weight {source.weight}: {len(source.trajectories)} trajectories")

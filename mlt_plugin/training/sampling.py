@@ -9,7 +9,7 @@ import torch
 
 from mlt_plugin.tracking.crops import context_size, crop_square
 
-EXEMPLAR, INSTANCE, STRIDE = 127, 255, 8
+from mlt_plugin.geometry import EXEMPLAR_SIZE as EXEMPLAR, INSTANCE_SIZE as INSTANCE, TOTAL_STRIDE as STRIDE
 
 
 class CropSampler:

@@ -1,7 +1,12 @@
-"""The split of ../shared/data: 6 validation sequences (never trained on) and everything else for training."""
+"""The split of ../shared/data: 6 validation sequences (never trained on) and everything else for training.
+
+The data folder: ``--data DIR`` of `mlt train` / `mlt eval`, else ``$MLT_DATA``, else ``../shared/data``
+beside the repository (a source checkout).
+"""
+import os
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("MLT_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
 
 # A person, an animal, a vehicle, an object (ground level) and two aerial sequences of other kinds.
 VALIDATION = {
@@ -24,13 +29,24 @@ def is_validation(name: str) -> bool:
     return name in VALIDATION
 
 
-def validation_sequences() -> list:
-    """The validation sequences, read from the shared data."""
+def data_dir(data=None) -> Path:
+    """The shared data folder: ``data`` when given, else the default; FileNotFoundError saying how to set it."""
+    folder = Path(data) if data else SHARED_DATA
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the shared data folder {folder} is absent: pass --data DIR (or set MLT_DATA), "
+                                "or give sequence paths / --source explicitly")
+    return folder
+
+
+def validation_sequences(data=None, names=None) -> list:
+    """The validation sequences (``names``, default: all of VALIDATION), read from the data folder."""
     from mlt_plugin.sequences import load_sequences
 
-    if not SHARED_DATA.is_dir():
-        raise FileNotFoundError(f"the shared data folder {SHARED_DATA} is absent: give sequence paths explicitly")
+    folder = data_dir(data)
+    unknown = sorted(set(names or ()) - set(VALIDATION))
+    if unknown:
+        raise ValueError(f"unknown validation sequence(s) {unknown}; the split has {', '.join(VALIDATION)}")
     found = []
-    for name, rel in VALIDATION.items():
-        found += [s for s in load_sequences(SHARED_DATA / rel) if s.name == name]
+    for name in names or VALIDATION:
+        found += [s for s in load_sequences(folder / VALIDATION[name]) if s.name == name]
     return found

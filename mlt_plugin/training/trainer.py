@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from mlt_plugin.geometry import LABEL_RADIUS
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
@@ -23,8 +24,6 @@ from mlt_plugin.params import cpu_has_bf16, resolve_device
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import EpisodeDataset, PairDataset
-
-LABEL_RADIUS = 2.0  # cells on the 17x17 map (16 px in the 255 crop), as in SiamFC
 
 
 class MatchingStage:

@@ -1,6 +1,7 @@
 """MLT as in the paper (section 4.1): matching network + meta-learner updates every T frames."""
 import torch
 
+from mlt_plugin import geometry
 from mlt_plugin.params import TrackerParams, default_device
 
 
@@ -14,10 +15,10 @@ def parameters() -> TrackerParams:
     params.num_threads = None  # torch CPU threads; None leaves torch's default
 
     # Geometry (SiamFC conventions, section 3.2.1).
-    params.exemplar_size = 127  # x
-    params.instance_size = 255  # z
-    params.context_amount = 0.5  # padding around the box: (w + h) / 2
-    params.total_stride = 8
+    params.exemplar_size = geometry.EXEMPLAR_SIZE  # x
+    params.instance_size = geometry.INSTANCE_SIZE  # z
+    params.context_amount = geometry.CONTEXT_AMOUNT  # padding around the box: (w + h) / 2
+    params.total_stride = geometry.TOTAL_STRIDE
     params.response_upsample = 16  # 17x17 -> 272x272 before the arg-max
 
     # Search (section 4.1).
@@ -33,5 +34,5 @@ def parameters() -> TrackerParams:
     params.memory_size = 64  # K: most recent confident context patches kept
     params.update_interval = 30  # T
     params.num_update_samples = 8  # M, chosen by minimum entropy (eq. 5)
-    params.label_radius = 2.0  # positive radius on the 17x17 label map, in response cells
+    params.label_radius = geometry.LABEL_RADIUS  # positive radius on the response label map, in cells
     return params
