@@ -107,7 +107,7 @@ def _add_eval(subparsers):
         "OUT/results/ and reused by a rerun (resume).",
     )
     parser.add_argument("paths", nargs="*")
-    parser.add_argument("--params", nargs="+", default=["default"], help="parameter sets to compare")
+    parser.add_argument("--params", nargs="+", default=["default"], help="parameter sets to compare, NAME[@key=value,...] (e.g. mt@precision=fp32)")
     parser.add_argument("--mil", action="store_true", help="also run OpenCV's TrackerMIL as a classical reference")
     parser.add_argument("--starts", type=int, default=1,
                         help="runs per sequence: the exact first box + K-1 of OTB's SRE starts (shifted/scaled boxes)")
@@ -124,12 +124,13 @@ def _add_eval(subparsers):
 
 def run_eval(args):
     from mlt_plugin import evaluation
+    from mlt_plugin.build import parse_variant
     from mlt_plugin.params import load_parameters
     from mlt_plugin.sequences import load_sequences
     from mlt_plugin.training.split import validation_sequences
 
     for name in args.params:
-        load_parameters(name)  # fail now on an unknown name, not inside a worker
+        load_parameters(parse_variant(name)[0])  # fail now on an unknown name, not inside a worker
     sequences = [s for path in args.paths for s in load_sequences(path)] if args.paths else validation_sequences(args.data)
     if not sequences:
         raise ValueError(f"no sequences found in {args.paths}")

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from mlt_plugin.cli import main
 
@@ -122,3 +123,22 @@ def test_data_folder_is_set_from_the_command_line(tmp_path, capsys):
     assert f"the shared data folder {absent} is absent: pass --data DIR" in capsys.readouterr().err
     assert main(["eval", "--data", str(absent), "--out", str(tmp_path / "eval")]) == 2
     assert f"the shared data folder {absent} is absent" in capsys.readouterr().err
+
+
+def test_parameter_variants_in_one_run(shared_data, tmp_path):
+    """NAME@key=value variants build trackers with those parameters; a bad override fails in one line."""
+    from mlt_plugin.build import build_tracker, parse_variant
+
+    assert parse_variant("default@update_interval=1000000000,precision=fp32") == (
+        "default", {"update_interval": 1000000000, "precision": "fp32"})
+    tracker = build_tracker("mt@precision=fp32,scales=(1.0,)")
+    assert tracker.precision == "fp32" and tuple(tracker.params.scales) == (1.0,)
+    with pytest.raises(ValueError, match="no parameter 'precison'"):
+        build_tracker("mt@precison=fp32")
+    with pytest.raises(ValueError, match="NAME@key=value"):
+        parse_variant("mt@fp32")
+    out = tmp_path / "eval"
+    assert main(["eval", str(shared_data / "otb" / "Bird2"), "--params", "mt@precision=fp32", "mt@precision=bf16",
+                 "--frames", "5", "--out", str(out)]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert {"mt@precision=fp32", "mt@precision=bf16"} <= set(report)
