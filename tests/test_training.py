@@ -292,7 +292,7 @@ def test_resume_continues_exactly(stage, tiny_source, matching_weights, tmp_path
         assert torch.equal(value, halves["model"][key]), key
     if stage == "meta":  # the tracker's weight file: matching + meta-learner
         matching, meta = load_weights("mlt", tmp_path / "whole" / "mlt.safetensors")
-        assert meta.delta_scale_set
+        assert torch.equal(meta.layers[0].weight, whole["model"]["layers.0.weight"].half().float())
 
 
 def test_meta_cli_builds_the_feature_cache_once_and_exports_mlt_weights(tiny_source, matching_weights, tmp_path, capsys):
@@ -365,7 +365,7 @@ def test_ddp_gradients_equal_single_process_gradients(tiny_source, matching_weig
     cached = prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, CPU, frames_per_trajectory=3, workers=0)
     batch = CachedEpisodeDataset(cached, 1, batch_size=2)[0]
     stage.model.eval()
-    stage.loss(stage.model, batch).backward()  # also fixes delta_scale from this batch
+    stage.loss(stage.model, batch).backward()
     single = {k: p.grad.clone() for k, p in stage.model.named_parameters()}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -375,3 +375,20 @@ def test_ddp_gradients_equal_single_process_gradients(tiny_source, matching_weig
     distributed = torch.load(result)
     for key, grad in single.items():
         torch.testing.assert_close(distributed[key], grad, rtol=1e-4, atol=1e-7, msg=key)
+
+
+def test_cached_episodes_never_use_the_anchor_frame(tiny_source, matching_weights, tmp_path):
+    from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
+    from mlt_plugin.training.trainer import MetaStage
+
+    stage = MetaStage(matching_weights, torch.device("cpu"))
+    cached = prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, torch.device("cpu"),
+                                   frames_per_trajectory=4, crops_per_frame=1, workers=0)
+    dataset = CachedEpisodeDataset(cached, 20, batch_size=2, num_reg=4)
+    exemplar, search = cached[0].arrays()
+    for iteration in range(20):
+        batch = dataset[iteration]
+        for e in range(2):
+            anchor_row = next(r for r in range(len(exemplar)) if np.array_equal(exemplar[r], batch["x4"][e].numpy()))
+            context = batch["z4"][e * 4 : (e + 1) * 4].numpy()
+            assert not any(np.array_equal(search[anchor_row, 0], c) for c in context)

@@ -27,11 +27,15 @@ def add_parser(subparsers):
     parser.add_argument("--workers", type=int, default=2, help="data loader processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
                        help="meta stage: cache the frozen matching network's conv4 features of augmented crops")
     cache.add_argument("--cache-frames", type=int, default=40, help="feature cache: frames per trajectory at most")
     cache.add_argument("--cache-crops", type=int, default=2, help="feature cache: augmented search crops per frame")
+    cache.add_argument("--still-crops", type=int, default=8,
+                       help="feature cache: heavily augmented crops per still-image object (coco sources, meta stage)")
+    cache.add_argument("--max-stills", type=int, default=200, help="feature cache: still-image objects at most")
     cache.add_argument("--crop-cache", metavar="DIR", help="pre-crop every visible frame around its target once")
     cache.add_argument("--prepare-only", action="store_true", help="build the caches and exit without training")
     parser.set_defaults(func=run)
@@ -51,10 +55,12 @@ def default_sources(exclude, stills=True):
 def run(args):
     from mlt_plugin.training.trainer import train
 
+    # Without --exclude the validation sequences (and Biker470, a longer cut of Biker) are never trained on.
+    validation = set(split.VALIDATION) | set(split.VALIDATION_TRAINDATA) | split.HELD_OUT
     if args.source:
-        specs, exclude = [parse_source_spec(s) for s in args.source], set(args.exclude or ())
+        specs, exclude = [parse_source_spec(s) for s in args.source], validation if args.exclude is None else set(args.exclude)
     else:
-        exclude = set(split.VALIDATION) if args.exclude is None else set(args.exclude)
+        exclude = validation if args.exclude is None else set(args.exclude)
         specs, exclude = default_sources(exclude, stills=args.stage != "meta")
     sources = [load_source(kind, root, weight, exclude) for kind, root, weight in specs]
     for source in sources:
@@ -63,7 +69,8 @@ def run(args):
     loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
                  args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
                  feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
-                 crop_cache=args.crop_cache, prepare_only=args.prepare_only)
+                 crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
+                 still_crops=args.still_crops, max_stills=args.max_stills)
     if args.prepare_only:
         print("caches ready")
     else:

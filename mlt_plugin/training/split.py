@@ -1,7 +1,10 @@
-"""The split of ../shared/data: 6 validation sequences (never trained on) and everything else for training."""
+"""The split of ../shared/data: 6 validation sequences (never trained on) and everything else for training;
+plus 5 validation sequences from ../traindata/otb (the other sequences there train the meta-learner)."""
+import sys
 from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+TRAIN_DATA = Path(__file__).resolve().parents[2].parent / "traindata"  # extra real sequences, OTB layout under otb/
 
 # A person, an animal, a vehicle, an object (ground level) and two aerial sequences of other kinds.
 VALIDATION = {
@@ -20,8 +23,24 @@ TRAIN_ROOTS = {"otb": 4.0, "vot": 1.0, "uav123": 2.0, "dtb70": 2.0, "uavdt": 0.5
 COCO_ROOT, COCO_WEIGHT = "coco128", 2.0
 
 
+# Validation sequences under TRAIN_DATA (issue 12): sequences the matching network never saw either.
+VALIDATION_TRAINDATA = {
+    "Biker": "otb/Biker",  # person (OTB), 142 frames
+    "Diving": "otb/Diving",  # person (OTB), 215 frames
+    "Gull2": "otb/Gull2",  # aerial: bird (DTB70), 237 frames
+    "S0310": "otb/S0310",  # aerial: car (UAVDT), 118 frames
+    "wakeboard4": "otb/wakeboard4",  # aerial: person on water (UAV123), 233 frames
+}
+# Never trained on, not validated on either: a longer cut of the same video as Biker.
+HELD_OUT = {"Biker470"}
+# The meta-learner's training videos (issue 12): the rest of TRAIN_DATA/otb, trajectories disjoint from
+# the matching network's (which trained on the training split of SHARED_DATA only), as the paper trains
+# the meta-learner on ILSVRC VID val and the matching network on VID train.
+META_TRAIN_ROOT = "otb"
+
+
 def is_validation(name: str) -> bool:
-    return name in VALIDATION
+    return name in VALIDATION or name in VALIDATION_TRAINDATA or name in HELD_OUT
 
 
 def validation_sequences() -> list:
@@ -33,4 +52,9 @@ def validation_sequences() -> list:
     found = []
     for name, rel in VALIDATION.items():
         found += [s for s in load_sequences(SHARED_DATA / rel) if s.name == name]
+    for name, rel in VALIDATION_TRAINDATA.items():
+        if not (TRAIN_DATA / rel).is_dir():
+            print(f"validation: {name} skipped, {TRAIN_DATA / rel} is absent", file=sys.stderr)
+            continue
+        found += [s for s in load_sequences(TRAIN_DATA / rel) if s.name == name]
     return found

@@ -104,13 +104,12 @@ class MetaStage:
         delta_z4 = grouped(z4)[:, : self.num_delta].flatten(0, 1)
         delta_labels = grouped(labels)[:, : self.num_delta].flatten(0, 1)
         delta = meta_gradient(net, x4, delta_z4, delta_labels)
-        meta = module.module if hasattr(module, "module") else module
-        if not meta.delta_scale_set:
-            meta.set_delta_scale(delta)
         w_target, attention = module(delta)
-        template = net.embed(x4, w_target=w_target, attention=attention)
+        kernels, bias = net.target_kernels(w_target, x4)  # target channels normalised like bn5's (eq. 4)
+        template = net.embed(x4, w_target=kernels, attention=attention, target_bias=bias)
         per_episode = lambda t: t.repeat_interleave(self.num_reg, 0)  # noqa: E731
-        search = grouped(net.embed(z4, w_target=per_episode(w_target), attention=per_episode(attention)))
+        search = grouped(net.embed(z4, w_target=per_episode(kernels), attention=per_episode(attention),
+                                   target_bias=per_episode(bias)))
         # One plain correlation per episode (its template against its num_reg patches): on CPU about
         # 2.5x faster, backward included, than one grouped convolution with a template copy per patch.
         logits = torch.cat([net.correlate(template[e : e + 1], search[e]) for e in range(batch_size)])
@@ -151,11 +150,14 @@ def _rng_state():
 
 def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=None, amp=False, workers=2,
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
-          cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False):
+          cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
+          max_stills=200):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: matching | mt | meta.
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
-        ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame.
+        ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame;
+        still images (coco sources): ``max_stills`` objects with ``still_crops`` heavily augmented crops each.
+    weight_decay: L2 penalty of Adam (regularisation of the meta-learner, issue 12).
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     prepare_only: build the caches and return without training (nan).
     """
@@ -173,7 +175,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         if matching_weights is None:
             raise ValueError("meta-learner training needs --matching-weights (the matching stage's export)")
         cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
-                             workers=workers, amp=amp)
+                             workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
         stage = MetaStage(matching_weights, device, feature_cache=feature_cache, cache_options=cache_options)
     elif stage_name in ("matching", "mt"):
         if feature_cache is not None:
@@ -192,7 +194,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     model = stage.trainable()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     start = 0
     if resume:
         if not checkpoint_path.is_file():
