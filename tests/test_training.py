@@ -392,3 +392,19 @@ def test_cached_episodes_never_use_the_anchor_frame(tiny_source, matching_weight
             anchor_row = next(r for r in range(len(exemplar)) if np.array_equal(exemplar[r], batch["x4"][e].numpy()))
             context = batch["z4"][e * 4 : (e + 1) * 4].numpy()
             assert not any(np.array_equal(search[anchor_row, 0], c) for c in context)
+
+
+def test_meta_validation_logs_and_keeps_the_best_state(tiny_source, matching_weights, tmp_path):
+    from mlt_plugin.training.trainer import train
+
+    out = tmp_path / "run"
+    train("meta", [tiny_source], out, 2, batch_size=2, workers=0, threads=1, matching_weights=matching_weights,
+          feature_cache=tmp_path / "fc", cache_frames=3, val_sources=[tiny_source], val_every=2, val_batches=1)
+    rows = (out / "val.csv").read_text().splitlines()
+    assert rows[0] == "iteration,held_out,held_out_unadapted,all" and [r.split(",")[0] for r in rows[1:]] == ["0", "2"]
+    best = torch.load(out / "best.pt", weights_only=False)
+    held_out = [float(r.split(",")[1]) for r in rows[1:]]
+    assert best["validation"]["held_out"] == pytest.approx(min(held_out), abs=1e-6)
+    # The unadapted reference does not depend on the meta-learner.
+    assert len({r.split(",")[2] for r in rows[1:]}) == 1
+    assert (out / "mlt_best.safetensors").is_file()

@@ -209,9 +209,10 @@ class MLT:
 
     def _gate_value(self, probability, height):
         """The quantity compared with tau (params.confidence: "relative" or "probability")."""
+        self.last_probability, self.last_relative = probability, height / max(self.reference_height, 1e-6)
         if self.params.get("confidence", "relative") == "probability":
-            return probability
-        return height / max(self.reference_height, 1e-6)
+            return self.last_probability
+        return self.last_relative
 
     def _locate(self, logits):
         """Best scale, peak (row, col) in the upsampled map, the response probability there, and the peak's

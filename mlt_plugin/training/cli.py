@@ -27,6 +27,9 @@ def add_parser(subparsers):
     parser.add_argument("--workers", type=int, default=2, help="data loader processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-source", action="append", default=[],
+                        help="meta stage: KIND:ROOT whose validation sequences (split.py) give validation episodes")
+    parser.add_argument("--val-every", type=int, default=100, help="meta stage: validation every N steps")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
@@ -65,12 +68,23 @@ def run(args):
     sources = [load_source(kind, root, weight, exclude) for kind, root, weight in specs]
     for source in sources:
         print(f"source {source.kind}:{source.root} weight {source.weight}: {len(source.trajectories)} trajectories")
+    val_sources = []
+    for kind, root, weight in (parse_source_spec(s) for s in args.val_source):
+        try:
+            source = load_source(kind, root, weight)
+        except ValueError:
+            continue
+        source.trajectories = [t for t in source.trajectories if split.is_validation(t.name) and t.name not in split.HELD_OUT]
+        if source.trajectories:
+            val_sources.append(source)
+            print(f"validation {kind}:{root}: {', '.join(t.name for t in source.trajectories)}")
     iterations = args.iterations or (11000 if args.stage == "meta" else 95000)
     loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
                  args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
                  feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
                  crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
-                 still_crops=args.still_crops, max_stills=args.max_stills)
+                 still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
+                 val_every=args.val_every)
     if args.prepare_only:
         print("caches ready")
     else:
