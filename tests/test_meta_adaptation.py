@@ -32,7 +32,8 @@ def test_attention_starts_at_one_and_stays_in_range():
     meta = MetaLearner().eval()
     with torch.no_grad():
         _, attention = meta(torch.randn(2, 192, 256))
-        assert torch.allclose(attention, torch.ones_like(attention), atol=0.05)
+        assert torch.allclose(attention[:, :192], torch.ones(2, 192), atol=0.05)  # base channels: eq. (1)
+        assert torch.allclose(attention[:, 192:], torch.full((2, 32), 0.5 + torch.sigmoid(torch.tensor(-4.0))), atol=0.05)
         meta.layers[-1].bias.fill_(1e4)
         _, high = meta(torch.randn(2, 192, 256))
         meta.layers[-1].bias.fill_(-1e4)

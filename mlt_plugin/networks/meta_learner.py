@@ -50,10 +50,15 @@ class MetaLearner(nn.Module):
         # Unused since per-sample normalisation (see the module docstring); kept for the weight files' keys.
         self.register_buffer("delta_scale", torch.tensor(1.0))
         self.register_buffer("delta_scale_measured", torch.tensor(True))
-        # Attention starts at exactly 1 (a = 0). w_target starts small and random; its scale is irrelevant
-        # (target_kernels normalises it), its direction is what the meta-learner learns.
+        # Base-channel attention starts at exactly 1 (a = 0), target-channel attention near its lower bound
+        # 0.5 (a = -4): normalised target channels cannot start at zero like an unnormalised near-zero
+        # w_target did, so the adapted network starts close to eq. (1) this way (the target channels at a
+        # quarter of a base channel's energy) and training raises them where they help. w_target starts
+        # small and random; its scale is irrelevant (target_kernels normalises it), its direction is learned.
         nn.init.normal_(self.layers[-1].weight, std=1e-3)
         nn.init.zeros_(self.layers[-1].bias)
+        with torch.no_grad():
+            self.layers[-1].bias[self.out_kernels + BASE_CHANNELS :] = -4.0
 
     def forward(self, delta: torch.Tensor):
         """delta (B, 192, 256) -> raw w_target (B, 32, 256), attention (B, 224) in (0.5, 1.5)."""
