@@ -124,7 +124,7 @@ def run_start(tracker, sequence, start, max_frames=None, show_updates=False, tau
     end = len(sequence) if max_frames is None else min(len(sequence), start + max_frames)
     ground_truth = sequence.boxes
     boxes = [ground_truth[start]]
-    stored, probability, relative, updates = [], [], [], []
+    stored, probability, relative, psr, updates = [], [], [], [], []
     tracker.initialize(sequence.frame(start), ground_truth[start])
     for index in range(start + 1, end):
         before = len(tracker.memory.patches) and tracker.memory.patches[-1]
@@ -134,6 +134,7 @@ def run_start(tracker, sequence, start, max_frames=None, show_updates=False, tau
         stored.append(after is not before and bool(after))
         probability.append(tracker.last_probability)
         relative.append(tracker.last_relative)
+        psr.append(tracker.last_psr)
         if tracker.diagnostics and tracker.diagnostics[-1]["frame"] == index - start + 1:
             report = update_report(tracker, ground_truth[start:], tracker.diagnostics[-1])
             updates.append(report)
@@ -149,8 +150,11 @@ def run_start(tracker, sequence, start, max_frames=None, show_updates=False, tau
         "start": start, "frames": int(end - start), "auc": metrics.success_auc(ious),
         "stored": int(stored.sum()), "stored_low": float(low[stored].mean()) if stored.any() else 0.0,
         "frames_low": float(low.mean()) if len(low) else 0.0, "updates": updates,
+        "per_frame": {"iou": frame_ious.round(4).tolist(), "probability": np.round(probability, 4).tolist(),
+                      "relative": np.round(relative, 4).tolist(), "psr": np.round(psr, 4).tolist(),
+                      "stored": stored.tolist()},
     }
-    for name, values in (("probability", probability), ("relative", relative)):
+    for name, values in (("probability", probability), ("relative", relative), ("psr", psr)):
         passed = np.asarray(values) > tau
         result[f"gate_{name}"] = {"stored": int(passed.sum()),
                                   "stored_low": float(low[passed].mean()) if passed.any() else 0.0}
@@ -195,7 +199,8 @@ def main(argv=None):
                 print(f"  AUC {r['auc']:.3f} over {r['frames']} frames ({r['frames'] / r['seconds']:.1f} fps); "
                       f"stored {r['stored']} ({r['stored_low']:.0%} IoU<{LOW_IOU}; {r['frames_low']:.0%} of all frames); "
                       f"gate probability>{tau}: {r['gate_probability']['stored']} ({r['gate_probability']['stored_low']:.0%}), "
-                      f"relative>{tau}: {r['gate_relative']['stored']} ({r['gate_relative']['stored_low']:.0%})", flush=True)
+                      f"relative>{tau}: {r['gate_relative']['stored']} ({r['gate_relative']['stored_low']:.0%}), "
+                      f"psr>{tau}: {r['gate_psr']['stored']} ({r['gate_psr']['stored_low']:.0%})", flush=True)
             results[spec][sequence.name] = runs
     print("\nmean AUC over starts")
     names = [s.name for s in sequences]

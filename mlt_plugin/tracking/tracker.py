@@ -40,6 +40,16 @@ from mlt_plugin.tracking.memory import ContextMemory, ContextPatch
 UPDATES = ("meta", "none", "finetune")
 
 
+def peak_to_sidelobe(logits, exclude: int = 2) -> float:
+    """Peak-to-sidelobe ratio of a (17, 17) logit map: (max - mean) / std of the map outside a
+    (2 * exclude + 1)^2 window around the maximum."""
+    row, col = np.unravel_index(int(np.argmax(logits)), logits.shape)
+    mask = np.ones(logits.shape, dtype=bool)
+    mask[max(row - exclude, 0) : row + exclude + 1, max(col - exclude, 0) : col + exclude + 1] = False
+    side = logits[mask]
+    return float((logits[row, col] - side.mean()) / max(float(side.std()), 1e-6))
+
+
 class MLT:
     """``MLT(params)``: ``initialize(image, box)``, then ``track(image)`` for every following frame."""
 
@@ -127,6 +137,7 @@ class MLT:
         toc = self._lap("forward", toc)
 
         best, peak, confidence, height = self._locate(logits)
+        self.last_psr = peak_to_sidelobe(logits[best]) / max(self.reference_psr, 1e-6)
         # Peak offset from the response centre, in upsampled pixels -> image pixels.
         up_size = logits.shape[-1] * p.response_upsample
         offset_up = np.array(peak, dtype=np.float64) - (up_size - 1) / 2  # (row, col)
@@ -205,13 +216,17 @@ class MLT:
         crop = self._to_tensor([crop_square(image, self.center, self.search_side, p.instance_size, self.pad_color)])
         with torch.inference_mode():
             logits = self.net.correlate(self.template, self.net.embed(self.net.conv4_features(crop))).float()
+        self.reference_psr = peak_to_sidelobe(logits[0].cpu().numpy())
         return float(logits.max() - logits.mean())
 
     def _gate_value(self, probability, height):
         """The quantity compared with tau (params.confidence: "relative" or "probability")."""
         self.last_probability, self.last_relative = probability, height / max(self.reference_height, 1e-6)
-        if self.params.get("confidence", "relative") == "probability":
+        mode = self.params.get("confidence", "relative")
+        if mode == "probability":
             return self.last_probability
+        if mode == "psr":
+            return self.last_psr
         return self.last_relative
 
     def _locate(self, logits):
