@@ -85,7 +85,7 @@ def _ious(boxes, ground_truth):
 
 
 def update_report(tracker, ground_truth, record) -> dict:
-    """The numbers of the latest update (tracker.diagnostics[-1])."""
+    """The numbers of the latest update (tracker.last_update)."""
     net = tracker.net
     delta = record["delta"]
     report = {"frame": record["frame"], "delta_rms": float(delta.float().pow(2).mean().sqrt())}
@@ -135,8 +135,8 @@ def run_start(tracker, sequence, start, max_frames=None, show_updates=False, tau
         probability.append(tracker.last_probability)
         relative.append(tracker.last_relative)
         psr.append(tracker.last_psr)
-        if tracker.diagnostics and tracker.diagnostics[-1]["frame"] == index - start + 1:
-            report = update_report(tracker, ground_truth[start:], tracker.diagnostics[-1])
+        if tracker.last_update is not None and tracker.last_update["frame"] == index - start + 1:
+            report = update_report(tracker, ground_truth[start:], tracker.last_update)
             updates.append(report)
             if show_updates:
                 print(format_update(report), flush=True)

@@ -111,7 +111,7 @@ class MLT:
         self._update_template()
         self.memory = ContextMemory(p.memory_size)
         self.frame_index = 1  # frame t of Algorithm 1; the initial frame is t = 1
-        self.diagnostics = []  # one dict per update (see mlt_plugin/diagnose.py)
+        self.last_update = None  # the latest meta update's inputs, for mlt_plugin/diagnose.py (not a history: no growth)
         self.reference_height = self._reference_height(image)
         self.initialized = True
         return {"time": time.perf_counter() - started}
@@ -136,7 +136,8 @@ class MLT:
             logits = self.net.correlate(self.template, search).float().cpu().numpy()
         toc = self._lap("forward", toc)
 
-        best, peak, confidence, height = self._locate(logits)
+        best, peak, confidence = self._locate(logits)
+        height = self._peak_height(logits[best], peak)
         self.last_psr = peak_to_sidelobe(logits[best]) / max(self.reference_psr, 1e-6)
         # Peak offset from the response centre, in upsampled pixels -> image pixels.
         up_size = logits.shape[-1] * p.response_upsample
@@ -183,7 +184,7 @@ class MLT:
                 w_target, self.attention = self.meta_learner(delta)
                 # eq. (4) with the target channels normalised like the base channels (see target_kernels)
                 self.w_target, self.target_bias = self.net.target_kernels(w_target, self.template_conv4)
-            self.diagnostics.append({"frame": self.frame_index, "delta": delta.detach(), "patches": patches})
+            self.last_update = {"frame": self.frame_index, "delta": delta.detach(), "patches": patches}
         else:
             self._finetune(search_conv4, labels)
         self._update_template()
@@ -229,9 +230,14 @@ class MLT:
             return self.last_psr
         return self.last_relative
 
+    def _peak_height(self, logits, peak):
+        """The logit at the tracked peak (the 17x17 cell under the upsampled position) above the map's mean."""
+        cells = logits.shape[-1]
+        row, col = (min(int(v * cells / (cells * self.params.response_upsample)), cells - 1) for v in peak)
+        return float(logits[row, col] - logits.mean())
+
     def _locate(self, logits):
-        """Best scale, peak (row, col) in the upsampled map, the response probability there, and the peak's
-        logit height above the best map's mean (for the relative confidence gate)."""
+        """Best scale, peak (row, col) in the upsampled map, and the response probability there."""
         p = self.params
         up_size = logits.shape[-1] * p.response_upsample
         maps = np.stack([cv2.resize(m, (up_size, up_size), interpolation=cv2.INTER_CUBIC) for m in logits])
@@ -242,7 +248,7 @@ class MLT:
         response = response / max(float(response.sum()), 1e-12)
         response = (1 - p.window_influence) * response + p.window_influence * self.window
         peak = np.unravel_index(int(np.argmax(response)), response.shape)
-        return best, peak, float(probs[best][peak]), float(maps[best][peak] - logits[best].mean())
+        return best, peak, float(probs[best][peak])
 
     def _clamp_state(self):
         """Keep the centre inside the frame and the size between min_size and 10x the frame.
