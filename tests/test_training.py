@@ -374,7 +374,9 @@ def test_ddp_gradients_equal_single_process_gradients(tiny_source, matching_weig
     mp.spawn(_ddp_gradients, args=(2, port, matching_weights, batch, stage.model.state_dict(), result), nprocs=2)
     distributed = torch.load(result)
     for key, grad in single.items():
-        torch.testing.assert_close(distributed[key], grad, rtol=1e-4, atol=1e-7, msg=key)
+        # atol relative to the gradient's scale: the normalised target channels give the last layer
+        # gradients up to ~1, where fp32 summation order alone differs by ~1e-6 on near-zero entries.
+        torch.testing.assert_close(distributed[key], grad, rtol=1e-4, atol=1e-5 * float(grad.abs().max()), msg=key)
 
 
 def test_cached_episodes_never_use_the_anchor_frame(tiny_source, matching_weights, tmp_path):
