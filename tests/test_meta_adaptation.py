@@ -82,7 +82,7 @@ def test_target_channels_add_to_the_embedding_instead_of_replacing_it(net):
         energy = features.pow(2).sum((0, 2, 3))
         share = float(energy[192:].sum().detach() / energy.sum().detach())
         assert 0.02 < share < 0.5, share  # 32 of 224 channels at the typical base-channel magnitude
-    raw = net.features(template, w_target=huge)
+    raw = net.features(template, w_target=huge).detach()
     energy = raw.pow(2).sum((0, 2, 3))
     assert float(energy[192:].sum() / energy.sum()) > 0.9  # what the unnormalised channels did
 
