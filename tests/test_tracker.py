@@ -67,12 +67,13 @@ def test_memory_threshold(demo, tau, expected):
 def test_memory_stores_only_confident_patches(demo):
     tracker = _tracker(update_interval=1000)
     tracker.initialize(demo.frame(0), demo.boxes[0])
-    tau = None
-    scores = []
+    tau = tracker.params.confidence_threshold
+    gates = []
     for i in range(1, 12):
-        scores.append(tracker.track(demo.frame(i))["object_presence_score"])
-        tau = tau or tracker.params.confidence_threshold
-    assert len(tracker.memory) == sum(s > tau for s in scores)
+        tracker.track(demo.frame(i))
+        gates.append(tracker.last_gate)
+    assert len(tracker.memory) == sum(g > tau for g in gates)
+    assert [q.frame for q in tracker.memory.patches] == [i for i, g in zip(range(1, 12), gates) if g > tau]
 
 
 def test_meta_update_every_T_frames(demo, monkeypatch):

@@ -14,7 +14,7 @@ import torch
 
 from mlt_plugin.cli import main
 from mlt_plugin.networks import MatchingNetwork, save_weights
-from mlt_plugin.networks.weights_io import load_weights
+from mlt_plugin.networks.weights_io import load_matching, load_weights
 from mlt_plugin.sequences import read_boxes
 from mlt_plugin.training.crop_cache import CROP_SIZE, prepare_crop_cache
 from mlt_plugin.training.datasets import load_source, load_vid, parse_source_spec
@@ -292,7 +292,8 @@ def test_resume_continues_exactly(stage, tiny_source, matching_weights, tmp_path
         assert torch.equal(value, halves["model"][key]), key
     if stage == "meta":  # the tracker's weight file: matching + meta-learner
         matching, meta = load_weights("mlt", tmp_path / "whole" / "mlt.safetensors")
-        assert meta.delta_scale_set
+        trained = whole["model"]["layers.0.weight"]  # stored as int8 rows: within half a step of max|row| / 127
+        assert ((meta.layers[0].weight - trained).abs() <= trained.abs().amax(1, keepdim=True) / 254 + 1e-7).all()
 
 
 def test_meta_cli_builds_the_feature_cache_once_and_exports_mlt_weights(tiny_source, matching_weights, tmp_path, capsys):
@@ -365,7 +366,7 @@ def test_ddp_gradients_equal_single_process_gradients(tiny_source, matching_weig
     cached = prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, CPU, frames_per_trajectory=3, workers=0)
     batch = CachedEpisodeDataset(cached, 1, batch_size=2)[0]
     stage.model.eval()
-    stage.loss(stage.model, batch).backward()  # also fixes delta_scale from this batch
+    stage.loss(stage.model, batch).backward()
     single = {k: p.grad.clone() for k, p in stage.model.named_parameters()}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -374,4 +375,60 @@ def test_ddp_gradients_equal_single_process_gradients(tiny_source, matching_weig
     mp.spawn(_ddp_gradients, args=(2, port, matching_weights, batch, stage.model.state_dict(), result), nprocs=2)
     distributed = torch.load(result)
     for key, grad in single.items():
-        torch.testing.assert_close(distributed[key], grad, rtol=1e-4, atol=1e-7, msg=key)
+        # atol relative to the gradient's scale: the normalised target channels give the last layer
+        # gradients up to ~1, where fp32 summation order alone differs by ~1e-6 on near-zero entries.
+        torch.testing.assert_close(distributed[key], grad, rtol=1e-4, atol=1e-5 * float(grad.abs().max()), msg=key)
+
+
+def test_cached_episodes_never_use_the_anchor_frame(tiny_source, matching_weights, tmp_path):
+    from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
+    from mlt_plugin.training.trainer import MetaStage
+
+    stage = MetaStage(matching_weights, torch.device("cpu"))
+    cached = prepare_feature_cache(tmp_path / "fc", [tiny_source], stage.matching, torch.device("cpu"),
+                                   frames_per_trajectory=4, crops_per_frame=1, workers=0)
+    dataset = CachedEpisodeDataset(cached, 20, batch_size=2, num_reg=4)
+    exemplar, search = cached[0].arrays()
+    for iteration in range(20):
+        batch = dataset[iteration]
+        for e in range(2):
+            anchor_row = next(r for r in range(len(exemplar)) if np.array_equal(exemplar[r], batch["x4"][e].numpy()))
+            context = batch["z4"][e * 4 : (e + 1) * 4].numpy()
+            assert not any(np.array_equal(search[anchor_row, 0], c) for c in context)
+
+
+def test_meta_validation_logs_and_keeps_the_best_state(tiny_source, matching_weights, tmp_path):
+    from mlt_plugin.training.trainer import train
+
+    out = tmp_path / "run"
+    train("meta", [tiny_source], out, 2, batch_size=2, workers=0, threads=1, matching_weights=matching_weights,
+          feature_cache=tmp_path / "fc", cache_frames=3, val_sources=[tiny_source], val_every=2, val_batches=1)
+    rows = (out / "val.csv").read_text().splitlines()
+    assert rows[0] == "iteration,held_out,held_out_unadapted,all" and [r.split(",")[0] for r in rows[1:]] == ["0", "2"]
+    best = torch.load(out / "best.pt", weights_only=False)
+    held_out = [float(r.split(",")[1]) for r in rows[1:]]
+    assert best["validation"]["held_out"] == pytest.approx(min(held_out), abs=1e-6)
+    # The unadapted reference does not depend on the meta-learner.
+    assert len({r.split(",")[2] for r in rows[1:]}) == 1
+    assert (out / "mlt_best.safetensors").is_file()
+
+
+@pytest.mark.parametrize("stage", ["matching", "meta"])
+def test_warm_start_from_a_weight_file(stage, tiny_source, matching_weights, tmp_path):
+    """--init loads the trained network from a weight file (the committed weights), not from a checkpoint."""
+    from mlt_plugin.networks import MetaLearner
+
+    torch.manual_seed(1)
+    init = tmp_path / "init.safetensors"
+    extra = []
+    if stage == "meta":
+        save_weights(init, MatchingNetwork(), MetaLearner())
+        key, expected = "layers.3.weight", load_weights("mlt", init)[1].state_dict()["layers.3.weight"]
+        extra = ["--matching-weights", str(matching_weights), "--feature-cache", str(tmp_path / "fc"), "--cache-frames", "3"]
+    else:
+        save_weights(init, MatchingNetwork())
+        key, expected = "conv5.weight", load_matching(init, 192).state_dict()["conv5.weight"]
+    # lr 0: Adam moves nothing, so the trained weights after one step are exactly the ones loaded.
+    _train_cli([stage, "--source", f"seq:{tiny_source.root}", *extra, "--out", str(tmp_path / "run"),
+                "--iterations", "1", "--lr", "0", "--init", str(init)])
+    assert torch.equal(_final_state(tmp_path / "run")["model"][key], expected)

@@ -6,6 +6,9 @@ Activations: uint8. The input needs no calibration: the pixel normalisation is f
 which uint8 holds exactly. Each conv's ReLU output range is calibrated per sequence, on the first
 frame's search crops at all scales (``calibrate``); a headroom factor keeps brighter later frames
 from clipping. Measured on 5 frames of Bird2 spread over 100: conv4 relative error 0.8-1.1 %.
+
+PyTorch 2.14 marks its quantized tensors deprecated for a future release; the project pins torch 2.14.1.
+When the pin moves, this module moves to torchao (or ONNX Runtime, the runner-up when int8 was chosen).
 """
 import torch
 import torch.nn as nn

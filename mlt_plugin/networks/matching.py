@@ -13,8 +13,8 @@ Shape arithmetic (no padding; conv out = (in - k) / s + 1, pool 3x3 stride 2):
     xcorr(phi(x), phi(z))       response (24 - 8 + 1) = 17x17, total stride 2 * 2 * 2 = 8
 
 Batch norm follows every conv; ReLU follows conv1-conv4 (the embedding itself is signed).
-The adaptive last layer appends ``w_target`` (1x1x256x32) to w5 and scales the 224 channels by the
-meta-learner's sigmoid attention (eq. 4). Features are L2-normalised per position across channels,
+The adaptive last layer appends ``w_target`` (1x1x256x32) to w5, its channels normalised like the base
+channels (``target_kernels``), and scales the 224 channels by the meta-learner's sigmoid attention (eq. 4). Features are L2-normalised per position across channels,
 so the cross-correlation divided by the template area is the mean cosine similarity in [-1, 1];
 a learned scale and bias turn it into the logit f that the logistic loss (eq. 6) is defined on.
 """
@@ -65,13 +65,54 @@ class MatchingNetwork(nn.Module):
         """RGB images (B, 3, H, W), 0-255 values, to conv4 features (B, 256, h, w)."""
         return self.backbone((images - self.pixel_mean) / self.pixel_std)
 
-    def embed(self, conv4, w5=None, w_target=None, attention=None) -> torch.Tensor:
-        """The last layer, channel attention and L2 normalisation: conv4 (B, 256, h, w) -> (B, C, h, w).
+    def target_kernels(self, w_target, template_conv4, floor: float = 0.1):
+        """Normalise the 32 target channels like bn5 normalises w5's 192: (w_target, template conv4) ->
+        (kernels (B, 32, 256), bias (B, 32)) such that ``conv4 . kernel + bias`` is a target channel.
+
+        Eq. (4) concatenates w_target to w5, and section 3.2.1 puts a batch norm after every conv, so in
+        the paper's network the 32 new channels pass through a normalisation like the base channels do.
+        bn5 uses population statistics of w5's outputs; w_target is generated per target, so it has no
+        population, and its channels were left unnormalised here: after an update they held 96-100 % of
+        the embedding's energy before the L2 normalisation and the matching network's own features
+        vanished (issue 12). Here each target channel is standardised with its mean and standard deviation
+        over the exemplar's 8x8 positions (the one image of this target always at hand, at training and
+        test time alike), then given the typical magnitude of a base channel after bn5, RMS(gamma, beta).
+        The result is an affine kernel, like a batch norm folded into its conv: the same kernel and bias
+        apply to the exemplar and to every search region. This departs from the paper's text in what the
+        statistics are taken over (the exemplar, not a training population), not in what it normalises.
+
+        ``floor``: a channel that barely varies over the exemplar (a flat exemplar, or a kernel orthogonal
+        to everything in it) would be blown up by a tiny standard deviation; its variance is floored at
+        floor^2 times what the kernel would give on conv4 features with the population's per-direction
+        variance, read off bn5 (running_var of w5's outputs over ||w5 row||^2, averaged).
+        """
+        w_target = w_target.float()
+        template_conv4 = template_conv4.float()
+        batch = max(w_target.shape[0], template_conv4.shape[0])
+        w_target = w_target.expand(batch, -1, -1)
+        template_conv4 = template_conv4.expand(batch, -1, -1, -1)
+        positions = template_conv4.flatten(2)  # (B, 256, P)
+        mean4 = positions.mean(2, keepdim=True)
+        centred = positions - mean4
+        response = torch.einsum("bkc,bcp->bkp", w_target, centred)  # target channels over the exemplar, centred
+        variance = response.pow(2).mean(2)  # (B, 32)
+        w5_norms = self.conv5.weight.float().flatten(1).pow(2).sum(1).clamp(min=1e-12)
+        population = (self.bn5.running_var.float() / w5_norms).mean()  # conv4 variance per unit direction
+        isotropic = population * w_target.pow(2).sum(2)  # ||w||^2 * s^2
+        std = (variance + floor**2 * isotropic).clamp(min=1e-12).sqrt()
+        gain = (self.bn5.weight.float().pow(2) + self.bn5.bias.float().pow(2)).mean().sqrt()
+        kernels = w_target * (gain / std).unsqueeze(2)
+        bias = -torch.einsum("bkc,bc->bk", kernels, mean4.squeeze(2))
+        return kernels, bias
+
+    def features(self, conv4, w5=None, w_target=None, attention=None, target_bias=None) -> torch.Tensor:
+        """The last layer and channel attention before the L2 normalisation: conv4 (B, 256, h, w) -> (B, C, h, w).
 
         w5: per-sample last-layer kernels (B, out_channels, 256), used to take per-sample gradients
             (eq. 2); None uses the network's own w5.
-        w_target: (B or 1, 32, 256) target-specific kernels from the meta-learner (eq. 4).
-        attention: (B or 1, C) channel attention weights in (0, 1).
+        w_target, target_bias: (B or 1, 32, 256) and (B or 1, 32), normalised target-specific kernels from
+            ``target_kernels`` (eq. 4); without target_bias w_target is applied as given.
+        attention: (B or 1, C) channel attention weights.
         """
         if w5 is None:
             features = self.conv5(conv4)
@@ -79,11 +120,18 @@ class MatchingNetwork(nn.Module):
             features = torch.einsum("bchw,bkc->bkhw", conv4, w5)
         features = self.bn5(features)
         if w_target is not None:
+            w_target = w_target.to(conv4.dtype)
             target = torch.einsum("bchw,bkc->bkhw", conv4, w_target.expand(conv4.shape[0], -1, -1))
-            features = torch.cat([features, target], dim=1)
+            if target_bias is not None:
+                target = target + target_bias.to(target.dtype).expand(conv4.shape[0], -1)[:, :, None, None]
+            features = torch.cat([features, target.to(features.dtype)], dim=1)
         if attention is not None:
-            features = features * attention[:, :, None, None]
-        return F.normalize(features, dim=1)
+            features = features * attention[:, :, None, None].to(features.dtype)
+        return features
+
+    def embed(self, conv4, w5=None, w_target=None, attention=None, target_bias=None) -> torch.Tensor:
+        """``features`` L2-normalised per position across channels (section 3.2.1)."""
+        return F.normalize(self.features(conv4, w5, w_target, attention, target_bias), dim=1)
 
     def correlate(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
         """Cross-correlate embeddings: template (1 or B, C, 8, 8), search (B, C, 24, 24) -> logits (B, 17, 17)."""

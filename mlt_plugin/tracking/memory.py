@@ -10,6 +10,8 @@ class ContextPatch:
     conv4: torch.Tensor  # (256, 24, 24) conv4 features of the context image: an update re-runs only the last layer
     response: torch.Tensor  # (17, 17) response probabilities sigmoid(f) used for tracking
     center: torch.Tensor  # (2,) target position (row, col) in cells from the response centre: the label's centre
+    frame: int = -1  # 0-based frame number the patch was cropped from (diagnostics: IoU with the ground truth)
+    box: tuple = None  # the tracked box [x, y, w, h] of that frame (diagnostics)
 
 
 def response_entropy(response: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,15 @@ state > tau) go to a bounded memory; every T frames the M lowest-entropy ones (e
 (eq. 2), the meta-learner gives w_target and channel attention (eq. 3), and the last layer is adapted
 (eq. 4). The baselines swap that update: none (MLT-mt) or Adam fine-tuning of w5 (MLT-mt+ft).
 
-The response value compared with tau is the probability sigmoid(f) of the logistic model the
-matching network is trained with (eq. 6): tau = 0.5 means "more likely target than background".
+The confidence gate (Algorithm 1's "if y[s_t] > tau") is ``params.confidence``:
+- "relative" (default, issue 12): the response peak's height above the map's mean, relative to the same
+  quantity measured once in ``initialize`` (the template against the first frame's search region, where
+  the target is known to be). tau = 0.5 then means what the paper means by a confident sample: at least
+  half as strong a match as the target itself gives. The paper's raw "maximum response value" is not
+  comparable across networks and targets: on our matching network the probability sigmoid(f) at the peak
+  stayed at 0.68-0.97 while the tracker was lost, so tau = 0.5 on it stored 91 % of frames on a
+  sequence where 193 of 199 frames had IoU < 0.1.
+- "probability": the probability sigmoid(f) at the peak (the previous gate), kept for comparison.
 
 Odd inputs (see _clamp_state): a box partly or wholly outside the frame, a 1-2 px or a larger-than-frame
 target, or a frame size change mid-sequence never stop tracking; the state is clamped into the frame.
@@ -33,6 +40,16 @@ from mlt_plugin.tracking.inputs import parse_box, prepare_image
 from mlt_plugin.tracking.memory import ContextMemory, ContextPatch
 
 UPDATES = ("meta", "none", "finetune")
+
+
+def peak_to_sidelobe(logits, exclude: int = 2) -> float:
+    """Peak-to-sidelobe ratio of a (17, 17) logit map: (max - mean) / std of the map outside a
+    (2 * exclude + 1)^2 window around the maximum."""
+    row, col = np.unravel_index(int(np.argmax(logits)), logits.shape)
+    mask = np.ones(logits.shape, dtype=bool)
+    mask[max(row - exclude, 0) : row + exclude + 1, max(col - exclude, 0) : col + exclude + 1] = False
+    side = logits[mask]
+    return float((logits[row, col] - side.mean()) / max(float(side.std()), 1e-6))
 
 
 class MLT:
@@ -97,10 +114,12 @@ class MLT:
         with torch.inference_mode():
             template_conv4 = self.net.conv4_features(self._to_tensor([exemplar]))
         self.template_conv4 = template_conv4.float().clone()  # a normal tensor: updates differentiate through it
-        self.w_target = self.attention = None
+        self.w_target = self.attention = self.target_bias = None
         self._update_template()
         self.memory = ContextMemory(p.memory_size)
         self.frame_index = 1  # frame t of Algorithm 1; the initial frame is t = 1
+        self.last_update = None  # the latest meta update's inputs, for mlt_plugin/diagnose.py (not a history: no growth)
+        self.reference_height = self._reference_height(image)
         self.initialized = True
         return {"time": time.perf_counter() - started}
 
@@ -120,11 +139,13 @@ class MLT:
         toc = self._lap("crop", tic)
         with torch.inference_mode():
             conv4 = self._search_conv4(crops)
-            search = self.net.embed(conv4, w_target=self.w_target, attention=self.attention)
+            search = self.net.embed(conv4, w_target=self.w_target, attention=self.attention, target_bias=self.target_bias)
             logits = self.net.correlate(self.template, search).float().cpu().numpy()
         toc = self._lap("forward", toc)
 
         best, peak, confidence = self._locate(logits)
+        height = self._peak_height(logits[best], peak)
+        self.last_psr = peak_to_sidelobe(logits[best]) / max(self.reference_psr, 1e-6)
         # Peak offset from the response centre, in upsampled pixels -> image pixels.
         up_size = logits.shape[-1] * p.response_upsample
         offset_up = np.array(peak, dtype=np.float64) - (up_size - 1) / 2  # (row, col)
@@ -136,12 +157,15 @@ class MLT:
         presence = confidence * self._visible_fraction()  # before clamping: how far out the peak went
         self._clamp_state()
 
-        if confidence > p.confidence_threshold:
+        self.last_gate = self._gate_value(confidence, height)
+        if self.last_gate > p.confidence_threshold:
             self.memory.add(
                 ContextPatch(
                     conv4=conv4[best].detach().to(torch.float16),
                     response=torch.sigmoid(torch.from_numpy(logits[best])),
                     center=torch.tensor(offset_up / p.response_upsample, dtype=torch.float32),
+                    frame=self.frame_index - 1,  # 0-based frame number in the sequence
+                    box=(self.center[0] - self.size[0] / 2, self.center[1] - self.size[1] / 2, *self.size),
                 )
             )
         toc = self._lap("postprocess", toc)
@@ -164,7 +188,10 @@ class MLT:
         if p.update == "meta":
             delta = meta_gradient(self.net, self.template_conv4, search_conv4, labels)
             with torch.inference_mode():
-                self.w_target, self.attention = self.meta_learner(delta)
+                w_target, self.attention = self.meta_learner(delta)
+                # eq. (4) with the target channels normalised like the base channels (see target_kernels)
+                self.w_target, self.target_bias = self.net.target_kernels(w_target, self.template_conv4)
+            self.last_update = {"frame": self.frame_index, "delta": delta.detach(), "patches": patches}
         else:
             self._finetune(search_conv4, labels)
         self._update_template()
@@ -187,7 +214,34 @@ class MLT:
 
     def _update_template(self):
         with torch.inference_mode():
-            self.template = self.net.embed(self.template_conv4, w_target=self.w_target, attention=self.attention)
+            self.template = self.net.embed(
+                self.template_conv4, w_target=self.w_target, attention=self.attention, target_bias=self.target_bias)
+
+    def _reference_height(self, image):
+        """The gate's reference: the unadapted template against the first frame's search region at scale 1,
+        where the target is known to be at the centre; the peak's logit height above the map's mean."""
+        p = self.params
+        crop = self._to_tensor([crop_square(image, self.center, self.search_side, p.instance_size, self.pad_color)])
+        with torch.inference_mode():
+            logits = self.net.correlate(self.template, self.net.embed(self.net.conv4_features(crop))).float()
+        self.reference_psr = peak_to_sidelobe(logits[0].cpu().numpy())
+        return float(logits.max() - logits.mean())
+
+    def _gate_value(self, probability, height):
+        """The quantity compared with tau (params.confidence: "relative" or "probability")."""
+        self.last_probability, self.last_relative = probability, height / max(self.reference_height, 1e-6)
+        mode = self.params.get("confidence", "relative")
+        if mode == "probability":
+            return self.last_probability
+        if mode == "psr":
+            return self.last_psr
+        return self.last_relative
+
+    def _peak_height(self, logits, peak):
+        """The logit at the tracked peak (the 17x17 cell under the upsampled position) above the map's mean."""
+        cells = logits.shape[-1]
+        row, col = (min(int(v * cells / (cells * self.params.response_upsample)), cells - 1) for v in peak)
+        return float(logits[row, col] - logits.mean())
 
     def _locate(self, logits):
         """Best scale, peak (row, col) in the upsampled map, and the response probability there."""

@@ -22,17 +22,26 @@ def add_parser(subparsers):
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--matching-weights", help="meta stage: the matching stage's matching.safetensors")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--init", metavar="WEIGHTS", help="warm start: the trained network's weights from a weight file "
+                        "(e.g. the shipped mlt_plugin/weights/mlt.safetensors), with a fresh optimiser")
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.add_argument("--amp", action="store_true", help="autocast: bf16 on CPU, fp16 on CUDA")
     parser.add_argument("--workers", type=int, default=2, help="data loader processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-source", action="append", default=[],
+                        help="meta stage: KIND:ROOT whose validation sequences (split.py) give validation episodes")
+    parser.add_argument("--val-every", type=int, default=100, help="meta stage: validation every N steps")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
                        help="meta stage: cache the frozen matching network's conv4 features of augmented crops")
     cache.add_argument("--cache-frames", type=int, default=40, help="feature cache: frames per trajectory at most")
     cache.add_argument("--cache-crops", type=int, default=2, help="feature cache: augmented search crops per frame")
+    cache.add_argument("--still-crops", type=int, default=8,
+                       help="feature cache: heavily augmented crops per still-image object (coco sources, meta stage)")
+    cache.add_argument("--max-stills", type=int, default=200, help="feature cache: still-image objects at most")
     cache.add_argument("--crop-cache", metavar="DIR", help="pre-crop every visible frame around its target once")
     cache.add_argument("--prepare-only", action="store_true", help="build the caches and exit without training")
     parser.set_defaults(func=run)
@@ -51,19 +60,33 @@ def default_sources(exclude, stills=True, data=None):
 def run(args):
     from mlt_plugin.training.trainer import train
 
+    # Without --exclude the validation sequences (and Biker470, a longer cut of Biker) are never trained on.
+    validation = set(split.VALIDATION) | set(split.VALIDATION_TRAINDATA) | split.HELD_OUT
     if args.source:
-        specs, exclude = [parse_source_spec(s) for s in args.source], set(args.exclude or ())
+        specs, exclude = [parse_source_spec(s) for s in args.source], validation if args.exclude is None else set(args.exclude)
     else:
-        exclude = set(split.VALIDATION) if args.exclude is None else set(args.exclude)
+        exclude = validation if args.exclude is None else set(args.exclude)
         specs, exclude = default_sources(exclude, stills=args.stage != "meta", data=args.data)
     sources = [load_source(kind, root, weight, exclude) for kind, root, weight in specs]
     for source in sources:
         print(f"source {source.kind}:{source.root} weight {source.weight}: {len(source.trajectories)} trajectories")
+    val_sources = []
+    for kind, root, weight in (parse_source_spec(s) for s in args.val_source):
+        try:
+            source = load_source(kind, root, weight)
+        except ValueError:
+            continue
+        source.trajectories = [t for t in source.trajectories if split.is_validation(t.name) and t.name not in split.HELD_OUT]
+        if source.trajectories:
+            val_sources.append(source)
+            print(f"validation {kind}:{root}: {', '.join(t.name for t in source.trajectories)}")
     iterations = args.iterations or (11000 if args.stage == "meta" else 95000)
     loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
                  args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
                  feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
-                 crop_cache=args.crop_cache, prepare_only=args.prepare_only)
+                 crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
+                 still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
+                 val_every=args.val_every, init=args.init)
     if args.prepare_only:
         print("caches ready")
     else:

@@ -9,6 +9,11 @@ and for each frame: the exemplar crop's conv4 features (256x8x8) and ``crops_per
 search crops' conv4 features (256x24x24, flip / noise / blur / translation as on the fly) with the
 target's offset in cells. Everything is fp16 .npy, read through memory maps.
 
+Still images (``coco`` sources, one frame per trajectory) get ``still_crops`` search crops per object with
+heavy augmentation (``still_episode_sampler``), so that an episode can be made from one object: its clean
+exemplar crop as the anchor and its augmented crops as context (issue 12: COCO objects as extra identities).
+At most ``max_stills`` objects of at least ``min_still_size`` pixels are kept (chosen by the seed).
+
 Layout: ``DIR/<source>-<key>/{exemplar.npy, search.npy, centers.npy, index.json}``, one folder per
 source. The key hashes the matching network's weights, the source's trajectories and the settings,
 so a cache is reused only for exactly what it was built from; anything else builds a new folder.
@@ -24,8 +29,9 @@ from tqdm import tqdm
 
 from mlt_plugin.networks.matching import CONV4_CHANNELS
 from mlt_plugin.training.datasets.sources import source_digest
+from mlt_plugin.training.datasets.sources import Source
 from mlt_plugin.training.sampling import (
-    EXEMPLAR, _SourceMixture, _to_tensor, _visible_frames, episode_sampler,
+    EXEMPLAR, _SourceMixture, _to_tensor, _visible_frames, context_candidates, episode_sampler, still_episode_sampler,
 )
 
 FORMAT_VERSION = 1
@@ -51,10 +57,10 @@ def cached_frames(trajectory, limit: int) -> np.ndarray:
 class _FrameCrops(torch.utils.data.Dataset):
     """Item n: one cached frame's exemplar crop, its augmented search crops and their target offsets."""
 
-    def __init__(self, trajectories, items, crops_per_frame, seed):
+    def __init__(self, trajectories, items, crops_per_frame, seed, still=False):
         self.trajectories, self.items = trajectories, items
         self.crops_per_frame, self.seed = crops_per_frame, seed
-        self.sampler = episode_sampler()
+        self.sampler = still_episode_sampler() if still else episode_sampler()
 
     def __len__(self):
         return len(self.items)
@@ -70,10 +76,13 @@ class _FrameCrops(torch.utils.data.Dataset):
 
 
 def _source_key(source, fingerprint, frames_per_trajectory, crops_per_frame, seed) -> str:
-    description = json.dumps({
+    description = {
         "version": FORMAT_VERSION, "network": fingerprint, "source": source_digest(source),
         "frames_per_trajectory": frames_per_trajectory, "crops_per_frame": crops_per_frame, "seed": seed,
-    })
+    }
+    if source.kind == "coco":
+        description["augmentation"] = "still"
+    description = json.dumps(description)
     return hashlib.sha256(description.encode()).hexdigest()[:16]
 
 
@@ -89,7 +98,7 @@ def _build(folder, source, net, device, frames_per_trajectory, crops_per_frame, 
         partial / "search.npy", "w+", np.float16, (len(items), crops_per_frame, CONV4_CHANNELS, 24, 24))
     centers = np.zeros((len(items), crops_per_frame, 2), np.float32)
     loader = torch.utils.data.DataLoader(
-        _FrameCrops(source.trajectories, items, crops_per_frame, seed), batch_size=batch_frames,
+        _FrameCrops(source.trajectories, items, crops_per_frame, seed, still=source.kind == "coco"), batch_size=batch_frames,
         num_workers=min(workers, 2), generator=torch.Generator().manual_seed(seed))  # leaves the global RNG alone
     autocast = torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16, enabled=amp)
     row = 0
@@ -152,21 +161,34 @@ class _CachedTrajectory:
         self.name, self.frames, self.first_row = name, frames, first_row
 
 
+def select_stills(source, max_stills, min_size, seed):
+    """At most ``max_stills`` objects of a still-image source whose box is at least ``min_size`` px each way."""
+    trajectories = [t for t in source.trajectories if np.min(t.boxes[0, 2:]) >= min_size]
+    if len(trajectories) > max_stills:
+        keep = np.sort(np.random.default_rng([seed, 12]).choice(len(trajectories), max_stills, replace=False))
+        trajectories = [trajectories[k] for k in keep]
+    return Source(source.kind, source.root, source.weight, trajectories)
+
+
 def prepare_feature_cache(cache_dir, sources, net, device, frames_per_trajectory=40, crops_per_frame=2, seed=0,
-                          workers=2, batch_frames=8, amp=False, build=True):
+                          workers=2, batch_frames=8, amp=False, build=True, still_crops=8, max_stills=200,
+                          min_still_size=24):
     """The cached form of each source, building what is absent when ``build`` (else it must exist)."""
     cache_dir = Path(cache_dir)
     fingerprint = network_fingerprint(net)
     cached = []
     for source in sources:
-        key = _source_key(source, fingerprint, frames_per_trajectory, crops_per_frame, seed)
+        crops = crops_per_frame
+        if source.kind == "coco":
+            source, crops = select_stills(source, max_stills, min_still_size, seed), still_crops
+        key = _source_key(source, fingerprint, frames_per_trajectory, crops, seed)
         folder = cache_dir / f"{source.kind}-{Path(source.root).name}-{key}"
         if not folder.is_dir():
             if not build:
                 raise FileNotFoundError(f"feature cache {folder} is missing (the first process should have built it)")
             was_training = net.training
             net.eval()
-            _build(folder, source, net, device, frames_per_trajectory, crops_per_frame, seed, workers, batch_frames, amp)
+            _build(folder, source, net, device, frames_per_trajectory, crops, seed, workers, batch_frames, amp)
             net.train(was_training)
         cached.append(CachedSource(folder, source.weight))
     return cached
@@ -176,7 +198,9 @@ class CachedEpisodeDataset(torch.utils.data.Dataset):
     """EpisodeDataset over cached features: item ``i`` is batch ``i`` of episodes, each an anchor's
     exemplar features x4 and ``num_reg`` cached search features z4 of the same trajectory.
 
-    Context frames are drawn as on the fly: within ``max_gap`` frames of the anchor.
+    Context frames are drawn by ``context_candidates``: within ``max_gap`` frames of the anchor, or its
+    ``num_reg`` nearest cached frames where fewer are that close, never the anchor's own frame (a still
+    image's context is its own augmented crops).
     """
 
     def __init__(self, cached_sources, iterations, batch_size=8, num_reg=16, max_gap=100, seed=0, first_sample=0):
@@ -197,10 +221,10 @@ class CachedEpisodeDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng([self.seed, iteration, k])
             source, traj = self.mixture.pick(rng)
             exemplar, search = source.arrays()
-            # As on the fly: an anchor frame, then context within max_gap of it; here each context sample
-            # is a (frame, cached crop) pair, drawn without repeats while there are enough pairs.
+            # As on the fly: an anchor frame, then context near it; here each context sample is a
+            # (frame, cached crop) pair, drawn without repeats while there are enough pairs.
             anchor = rng.integers(len(traj.frames))
-            near = np.flatnonzero(np.abs(traj.frames - traj.frames[anchor]) <= self.max_gap)
+            near = context_candidates(traj.frames, anchor, self.num_reg, self.max_gap)
             pairs = len(near) * source.crops_per_frame
             pick = rng.choice(pairs, size=self.num_reg, replace=pairs < self.num_reg)
             rows = traj.first_row + near[pick // source.crops_per_frame]

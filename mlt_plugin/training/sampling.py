@@ -15,13 +15,15 @@ from mlt_plugin.geometry import EXEMPLAR_SIZE as EXEMPLAR, INSTANCE_SIZE as INST
 class CropSampler:
     """Crops a target out of a frame with SiamFC context, plus scale/shift jitter and photometric noise."""
 
-    def __init__(self, context_amount=0.5, scale_jitter=0.05, shift_jitter=8.0, flip=True, blur=0.0, noise=0.0):
+    def __init__(self, context_amount=0.5, scale_jitter=0.05, shift_jitter=8.0, flip=True, blur=0.0, noise=0.0,
+                 color=0.0):
         self.context_amount = context_amount
         self.scale_jitter = scale_jitter
         self.shift_jitter = shift_jitter  # in crop pixels (255 scale); 8 px = one response cell
         self.flip = flip
         self.blur = blur  # probability of a Gaussian blur
         self.noise = noise  # std of additive Gaussian pixel noise
+        self.color = color  # per-channel gain in [1 - color, 1 + color] and a brightness shift of +-40 * color
 
     def crop(self, rng, image, box, out_size, shift=True):
         """Returns the crop (out_size, out_size, 3) and the target offset from its centre, in crop pixels (dy, dx)."""
@@ -44,6 +46,10 @@ class CropSampler:
     def photometric(self, rng, patch):
         if self.blur and rng.random() < self.blur:
             patch = cv2.GaussianBlur(patch, (0, 0), rng.uniform(0.5, 1.5))
+        if self.color:
+            gain = rng.uniform(1 - self.color, 1 + self.color, size=3)
+            shift = rng.uniform(-40 * self.color, 40 * self.color)
+            patch = np.clip(patch * gain + shift, 0, 255).astype(np.uint8)
         if self.noise:
             patch = np.clip(patch + rng.normal(0, self.noise, patch.shape), 0, 255).astype(np.uint8)
         return patch
@@ -77,11 +83,36 @@ def episode_sampler():
     return CropSampler(blur=0.2, noise=3.0)
 
 
+def still_episode_sampler():
+    """Heavy augmentation for episodes made from one still image (COCO objects as extra identities): with
+    no second frame, scale (+-30 %), translation (+-3 cells), colour, blur and noise stand in for the
+    appearance changes of a trajectory."""
+    return CropSampler(scale_jitter=0.3, shift_jitter=24.0, blur=0.5, noise=8.0, color=0.3)
+
+
+def context_candidates(frames, anchor, num_reg, max_gap):
+    """Indices into ``frames`` (sorted frame numbers of one trajectory) that may be context for the anchor
+    ``frames[anchor]``: every frame within ``max_gap`` of it, or the ``num_reg`` nearest where fewer are
+    that close (a sparsely cached long trajectory still gives distinct frames). Never the anchor's own frame
+    (issue 12: the anchor's frame among its context patches makes delta and eq. (7) trivial); for a
+    one-frame trajectory (a still image), its own frame, whose augmented crops are then the context."""
+    index = np.arange(len(frames))
+    if len(frames) == 1:
+        return index
+    others = index[frames != frames[anchor]]
+    gap = np.abs(frames[others] - frames[anchor])
+    near = others[gap <= max_gap]
+    if len(near) < num_reg:
+        near = others[np.argsort(gap, kind="stable")[:num_reg]]
+    return near
+
+
 def episode_frames(rng, frames, num_reg, max_gap):
-    """An anchor frame and ``num_reg`` context frames within ``max_gap`` of it (repeats only when too few)."""
-    i = rng.choice(frames)
-    near = frames[np.abs(frames - i) <= max_gap]
-    return i, rng.choice(near, size=num_reg, replace=len(near) < num_reg)
+    """An anchor frame and ``num_reg`` context frames near it, never the anchor's own frame (repeats only when
+    too few)."""
+    anchor = rng.integers(len(frames))
+    near = frames[context_candidates(frames, anchor, num_reg, max_gap)]
+    return frames[anchor], rng.choice(near, size=num_reg, replace=len(near) < num_reg)
 
 
 class PairDataset(torch.utils.data.Dataset):

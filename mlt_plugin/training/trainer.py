@@ -19,7 +19,7 @@ from mlt_plugin.geometry import LABEL_RADIUS
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
-from mlt_plugin.networks.weights_io import load_matching, save_weights
+from mlt_plugin.networks.weights_io import load_matching, load_weights, save_weights
 from mlt_plugin.params import cpu_has_bf16, resolve_device
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
@@ -37,6 +37,9 @@ class MatchingStage:
 
     def trainable(self):
         return self.model
+
+    def load_init(self, path):
+        self.model.load_state_dict(load_matching(path, self.model.out_channels).state_dict())
 
     def prepare(self, sources, rank, world):
         return sources
@@ -74,6 +77,9 @@ class MetaStage:
     def trainable(self):
         return self.model
 
+    def load_init(self, path):
+        self.model.load_state_dict(load_weights("mlt", path)[1].state_dict())
+
     def prepare(self, sources, rank, world):
         """The sources, or with a feature cache their cached features (built by rank 0 when absent)."""
         if self.feature_cache is None:
@@ -94,7 +100,9 @@ class MetaStage:
             return (self.matching.conv4_features(batch["x"].float()).float(),
                     self.matching.conv4_features(batch["z"].float()).float())
 
-    def loss(self, module, batch):
+    def loss(self, module, batch, adapt=True, per_patch=False):
+        """Eq. (7). ``adapt=False``: the same patches through the unadapted network (eq. 1), for validation;
+        ``per_patch``: the loss of each (episode, context patch), (B, num_reg), instead of the mean."""
         net = self.matching
         x4, z4 = self.conv4(batch)
         batch_size = x4.shape[0]
@@ -102,18 +110,41 @@ class MetaStage:
         grouped = lambda t: t.view(batch_size, self.num_reg, *t.shape[1:])  # noqa: E731
         delta_z4 = grouped(z4)[:, : self.num_delta].flatten(0, 1)
         delta_labels = grouped(labels)[:, : self.num_delta].flatten(0, 1)
+        if not adapt:
+            template, search = net.embed(x4), grouped(net.embed(z4))
+            logits = torch.cat([net.correlate(template[e : e + 1], search[e]) for e in range(batch_size)])
+            losses = logistic_loss(logits, labels, reduction="none").view(batch_size, self.num_reg)
+            return losses if per_patch else losses.mean()
         delta = meta_gradient(net, x4, delta_z4, delta_labels)
-        meta = module.module if hasattr(module, "module") else module
-        if not meta.delta_scale_set:
-            meta.set_delta_scale(delta)
         w_target, attention = module(delta)
-        template = net.embed(x4, w_target=w_target, attention=attention)
+        kernels, bias = net.target_kernels(w_target, x4)  # target channels normalised like bn5's (eq. 4)
+        template = net.embed(x4, w_target=kernels, attention=attention, target_bias=bias)
         per_episode = lambda t: t.repeat_interleave(self.num_reg, 0)  # noqa: E731
-        search = grouped(net.embed(z4, w_target=per_episode(w_target), attention=per_episode(attention)))
+        search = grouped(net.embed(z4, w_target=per_episode(kernels), attention=per_episode(attention),
+                                   target_bias=per_episode(bias)))
         # One plain correlation per episode (its template against its num_reg patches): on CPU about
         # 2.5x faster, backward included, than one grouped convolution with a template copy per patch.
         logits = torch.cat([net.correlate(template[e : e + 1], search[e]) for e in range(batch_size)])
+        if per_patch:
+            return logistic_loss(logits, labels, reduction="none").view(batch_size, self.num_reg)
         return logistic_loss(logits, labels)
+
+    def validation(self, module, batches) -> dict:
+        """Eq. (7) on validation episodes (dropout off): the loss on the M' - M context patches that did not
+        give delta (new frames of the target, what tracking needs), adapted and unadapted, and on all M'."""
+        was_training = module.training
+        module.eval()
+        held, held_base, every = [], [], []
+        with torch.no_grad():
+            for batch in batches:
+                adapted = self.loss(module, batch, per_patch=True)
+                base = self.loss(module, batch, adapt=False, per_patch=True)
+                held.append(adapted[:, self.num_delta :].mean())
+                held_base.append(base[:, self.num_delta :].mean())
+                every.append(adapted.mean())
+        module.train(was_training)
+        return {"held_out": float(torch.stack(held).mean()), "held_out_unadapted": float(torch.stack(held_base).mean()),
+                "all": float(torch.stack(every).mean())}
 
     def export(self, path):
         save_weights(path / self.export_name, self.matching, self.model, metadata={"variant": "mlt"})
@@ -150,12 +181,21 @@ def _rng_state():
 
 def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=None, amp=False, workers=2,
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
-          cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False):
+          cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
+          max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: matching | mt | meta.
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
-        ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame.
+        ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame;
+        still images (coco sources): ``max_stills`` objects with ``still_crops`` heavily augmented crops each.
+    weight_decay: L2 penalty of Adam (regularisation of the meta-learner, issue 12).
+    val_sources: meta stage only, validation sources (cached like the training ones, 40 frames per
+        trajectory): every ``val_every`` steps the loss on ``val_batches`` fixed batches of validation
+        episodes goes to ``val.csv``, and the best state so far (lowest held-out loss) is kept as
+        ``best.pt`` and exported as ``mlt_best.safetensors`` (early stopping chosen by validation).
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
+    init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
+        weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
     prepare_only: build the caches and return without training (nan).
     """
     rank, world = _distributed()
@@ -172,7 +212,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         if matching_weights is None:
             raise ValueError("meta-learner training needs --matching-weights (the matching stage's export)")
         cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
-                             workers=workers, amp=amp)
+                             workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
         stage = MetaStage(matching_weights, device, feature_cache=feature_cache, cache_options=cache_options)
     elif stage_name in ("matching", "mt"):
         if feature_cache is not None:
@@ -184,6 +224,12 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     if crop_cache is not None:
         sources = _built_once(rank, world, lambda build: prepare_crop_cache(crop_cache, sources, workers=workers, build=build))
     sources = stage.prepare(sources, rank, world)
+    val_data = None
+    if val_sources and stage_name == "meta":
+        val_options = {**stage.cache_options, "frames_per_trajectory": 40, "crops_per_frame": 1}
+        cached_val = prepare_feature_cache(stage.feature_cache, val_sources, stage.matching, device, **val_options)
+        val_set = CachedEpisodeDataset(cached_val, val_batches, batch_size, stage.num_reg, seed=seed + 1000)
+        val_data = [{k: v.to(device) for k, v in val_set[i].items()} for i in range(val_batches)]
     if prepare_only:
         return float("nan")
 
@@ -191,8 +237,10 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     model = stage.trainable()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     start = 0
+    if init and not resume:
+        stage.load_init(init)
     if resume:
         if not checkpoint_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
@@ -222,6 +270,31 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     if log and start == 0:
         log.writerow(["iteration", "loss", "lr", "seconds"])
     board = _tensorboard(out) if rank == 0 else None
+    best_val = float("inf")
+    if val_data is not None and rank == 0 and resume and (out / "val.csv").is_file():
+        rows = list(csv.reader(open(out / "val.csv")))[1:]
+        best_val = min((float(r[1]) for r in rows), default=float("inf"))
+
+    def validate(iteration):
+        nonlocal best_val
+        if val_data is None or rank:
+            return
+        result = stage.validation(model, val_data)
+        new_file = not (out / "val.csv").is_file()
+        with open(out / "val.csv", "a", newline="") as f:
+            writer = csv.writer(f)
+            if new_file:
+                writer.writerow(["iteration", "held_out", "held_out_unadapted", "all"])
+            writer.writerow([iteration, f"{result['held_out']:.6f}", f"{result['held_out_unadapted']:.6f}",
+                             f"{result['all']:.6f}"])
+        tqdm.write(f"validation @ {iteration}: held-out {result['held_out']:.4f} "
+                   f"(unadapted {result['held_out_unadapted']:.4f}), all {result['all']:.4f}")
+        if result["held_out"] < best_val:
+            best_val = result["held_out"]
+            torch.save({"stage": stage_name, "model": model.state_dict(), "iteration": iteration, "validation": result},
+                       out / "best.pt")
+            save_weights(out / "mlt_best.safetensors", stage.matching, model,
+                         metadata={"variant": "mlt", "iteration": iteration})
 
     def save(iteration):
         if rank:
@@ -239,6 +312,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     progress = tqdm(total=iterations, initial=start, disable=rank != 0, desc=f"train {stage_name}", unit="it")
     started, loss_value = time.time(), float("nan")
     iteration = start
+    if val_data is not None and start == 0:
+        validate(0)  # the untrained meta-learner: the reference for what training buys
     for iteration, batch in zip(range(start, iterations), loader):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with _autocast(device, amp):
@@ -255,6 +330,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         progress.update()
         if (iteration + 1) % checkpoint_every == 0:
             save(iteration + 1)
+        if val_data is not None and (iteration + 1) % val_every == 0:
+            validate(iteration + 1)
         iteration += 1
     save(iteration)
     progress.close()
