@@ -30,7 +30,7 @@ import torch
 from mlt_plugin import metrics
 from mlt_plugin.build import build_tracker, parse_variant
 from mlt_plugin.params import load_parameters
-from mlt_plugin.sequences import Sequence, load_sequences
+from mlt_plugin.sequences import load_sequences
 
 LOW_IOU = 0.3
 
