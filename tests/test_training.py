@@ -232,8 +232,8 @@ def test_crop_cache_crops_match_crops_of_the_full_frame(tiny_source, tmp_path):
     still = CropSampler(scale_jitter=0.0, shift_jitter=0.0, flip=False)
     rng = lambda: np.random.default_rng(0)  # noqa: E731
     for size in (127, 255):
-        direct, _ = still.crop(rng(), original.frame(3), original.boxes[3], size)
-        via_cache, _ = still.crop(rng(), curated.frame(3), curated.boxes[3], size)
+        direct, _, _ = still.crop(rng(), original.frame(3), original.boxes[3], size)
+        via_cache, _, _ = still.crop(rng(), curated.frame(3), curated.boxes[3], size)
         assert np.abs(direct.astype(float) - via_cache).mean() < 6  # resampled twice + JPEG, same content
 
 
@@ -432,3 +432,75 @@ def test_warm_start_from_a_weight_file(stage, tiny_source, matching_weights, tmp
     _train_cli([stage, "--source", f"seq:{tiny_source.root}", *extra, "--out", str(tmp_path / "run"),
                 "--iterations", "1", "--lr", "0", "--init", str(init)])
     assert torch.equal(_final_state(tmp_path / "run")["model"][key], expected)
+
+
+# ---------------------------------------------------------------- hard pairs (issue 11)
+
+
+@pytest.fixture
+def still_source(tmp_path):
+    """Two still images in YOLO layout: a red and a green square on blue (two objects of one image), and a
+    yellow square on white (the other image)."""
+    import cv2
+
+    (tmp_path / "stills" / "images").mkdir(parents=True)
+    (tmp_path / "stills" / "labels").mkdir()
+    two = np.zeros((240, 320, 3), np.uint8)
+    two[:] = (255, 0, 0)  # BGR blue
+    two[40:80, 40:80] = (0, 0, 255)  # red, box (40, 40, 40, 40)
+    two[70:110, 100:140] = (0, 255, 0)  # green, box (100, 70, 40, 40)
+    other = np.full((240, 320, 3), 255, np.uint8)
+    other[100:140, 140:180] = (0, 255, 255)
+    for name, image, boxes in [("two", two, [(40, 40), (100, 70)]), ("other", other, [(140, 100)])]:
+        cv2.imwrite(str(tmp_path / "stills" / "images" / f"{name}.png"), image)
+        lines = [f"0 {(x + 20) / 320} {(y + 20) / 240} {40 / 320} {40 / 240}" for x, y in boxes]
+        (tmp_path / "stills" / "labels" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return load_source("coco", str(tmp_path / "stills"))
+
+
+def _exact(**options):
+    """Pairs without random jitter or photometric change, so that positions can be checked."""
+    sampler = CropSampler(scale_jitter=0.0, shift_jitter=0.0, flip=False)
+    return dict(sampler=sampler, rotate=0.0, **options)
+
+
+def test_negative_pairs_have_no_positive_label(tiny_source, still_source):
+    from mlt_plugin.networks.losses import label_map
+
+    batch = PairDataset([tiny_source, still_source], 1, batch_size=6, negative=1.0)[0]
+    assert (label_map(batch["centers"], 2.0) < 0).all()
+
+
+def test_distractor_pairs_label_the_target_where_it_lies(still_source):
+    red = next(t for t in still_source.trajectories if t.name == "two#0")
+    dataset = PairDataset([still_source], 1, **_exact(negative=0.0, distractor=1.0))
+    rng = np.random.default_rng(0)
+    z, center = dataset._distractor_crop(rng, red.frame(0), red.boxes[0], dataset.same_image[str(red.frames[0])])
+    assert (z[127, 127] == [0, 255, 0]).all()  # centred on the green square (RGB)
+    assert center.tolist() == pytest.approx([-30 * 127 / 80 / 8, -60 * 127 / 80 / 8])  # image px -> cells
+    cy, cx = 127 + center * 8
+    assert (z[int(round(cy)), int(round(cx))] == [255, 0, 0]).all()  # RGB red at the labelled centre
+
+
+def test_hard_still_pairs_paste_the_target_on_another_background(still_source):
+    yellow = next(t for t in still_source.trajectories if t.name == "other#0")
+    dataset = PairDataset([still_source], 1, **_exact(paste=1.0, occlude=0.0))
+    for seed in range(4):
+        z, center = dataset._hard_still_crop(np.random.default_rng(seed), yellow.frame(0), yellow.boxes[0])
+        assert (center == 0).all() and (z[127, 127] == [255, 255, 0]).all()  # the target, at the centre
+        assert not (z[5, 5] == [255, 255, 255]).all()  # but not its own white background around it
+
+
+def test_matching_trains_on_smaller_search_crops_and_validates(tiny_source, tmp_path):
+    from mlt_plugin.training.trainer import train
+
+    pairs = PairDataset([tiny_source], 1, batch_size=2, search_size=191)[0]
+    assert pairs["z"].shape == (2, 3, 191, 191)
+    out = tmp_path / "run"
+    train("matching", [tiny_source], out, 2, batch_size=2, workers=0, threads=1, val_sources=[tiny_source],
+          val_every=2, val_batches=1, search_size=191)
+    rows = [r.split(",") for r in (out / "val.csv").read_text().splitlines()]
+    assert rows[0] == ["iteration", "validation", "training", "gap"] and [r[0] for r in rows[1:]] == ["0", "2"]
+    # The same sequence on both sides: the gap is zero (plain pairs at 255, drawn the same way).
+    assert all(float(r[3]) == pytest.approx(0.0, abs=1e-6) for r in rows[1:])
+    assert (out / "matching_best.safetensors").is_file() and (out / "matching.safetensors").is_file()

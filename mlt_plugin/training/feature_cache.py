@@ -70,7 +70,7 @@ class _FrameCrops(torch.utils.data.Dataset):
         traj = self.trajectories[t]
         rng = np.random.default_rng([self.seed, t, f])
         image, box = traj.frame(f), traj.boxes[f]
-        x, _ = self.sampler.crop(rng, image, box, EXEMPLAR, shift=False)  # as EpisodeDataset's anchor
+        x, _, _ = self.sampler.crop(rng, image, box, EXEMPLAR, shift=False)  # as EpisodeDataset's anchor
         zs, centers = zip(*(self.sampler.search_crop(rng, image, box) for _ in range(self.crops_per_frame)))
         return _to_tensor([x])[0], _to_tensor(zs), torch.tensor(np.array(centers), dtype=torch.float32)
 

@@ -3,6 +3,8 @@
 Sample ``k`` of batch ``i`` is drawn from a generator seeded with (seed, i, k), so a resumed run sees
 exactly the batches an uninterrupted one would, whatever the number of loader workers or processes.
 """
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
@@ -16,17 +18,19 @@ class CropSampler:
     """Crops a target out of a frame with SiamFC context, plus scale/shift jitter and photometric noise."""
 
     def __init__(self, context_amount=0.5, scale_jitter=0.05, shift_jitter=8.0, flip=True, blur=0.0, noise=0.0,
-                 color=0.0):
+                 color=0.0, grayscale=0.0):
         self.context_amount = context_amount
-        self.scale_jitter = scale_jitter
+        self.scale_jitter = scale_jitter  # log-scale: the side is multiplied by exp(U(-j, j))
         self.shift_jitter = shift_jitter  # in crop pixels (255 scale); 8 px = one response cell
         self.flip = flip
         self.blur = blur  # probability of a Gaussian blur
         self.noise = noise  # std of additive Gaussian pixel noise
         self.color = color  # per-channel gain in [1 - color, 1 + color] and a brightness shift of +-40 * color
+        self.grayscale = grayscale  # probability of dropping the colour
 
     def crop(self, rng, image, box, out_size, shift=True):
-        """Returns the crop (out_size, out_size, 3) and the target offset from its centre, in crop pixels (dy, dx)."""
+        """Returns the crop (out_size, out_size, 3), the target offset from its centre in crop pixels (dy, dx),
+        and the scale (crop pixels per image pixel)."""
         x, y, w, h = box
         side = context_size(w, h, self.context_amount) * out_size / EXEMPLAR
         side *= float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter)))
@@ -34,11 +38,11 @@ class CropSampler:
         # Move the crop by -offset so the target sits at +offset (crop pixels) from the crop centre.
         center = (x + w / 2 - offset[1] * side / out_size, y + h / 2 - offset[0] * side / out_size)
         patch = crop_square(image, center, side, out_size, image.mean((0, 1)))
-        return patch, offset
+        return patch, offset, out_size / side
 
     def search_crop(self, rng, image, box):
         """An augmented search patch z (255, with flip, blur, noise, translation) and its target offset in cells."""
-        z, offset = self.crop(rng, image, box, INSTANCE)
+        z, offset, _ = self.crop(rng, image, box, INSTANCE)
         if self.flip and rng.random() < 0.5:
             z, offset = z[:, ::-1], offset * [1, -1]
         return self.photometric(rng, z), offset / STRIDE
@@ -46,6 +50,8 @@ class CropSampler:
     def photometric(self, rng, patch):
         if self.blur and rng.random() < self.blur:
             patch = cv2.GaussianBlur(patch, (0, 0), rng.uniform(0.5, 1.5))
+        if self.grayscale and rng.random() < self.grayscale:
+            patch = np.repeat(cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
         if self.color:
             gain = rng.uniform(1 - self.color, 1 + self.color, size=3)
             shift = rng.uniform(-40 * self.color, 40 * self.color)
@@ -115,17 +121,47 @@ def episode_frames(rng, frames, num_reg, max_gap):
     return frames[anchor], rng.choice(near, size=num_reg, replace=len(near) < num_reg)
 
 
-class PairDataset(torch.utils.data.Dataset):
-    """Item ``i``: batch ``i`` of (x, z, target offsets in cells) pairs from one trajectory each."""
+def pair_sampler():
+    """The matching stage's augmentation (issue 11): scale +-20 %, shift +-4 cells, colour, grayscale, blur,
+    noise and flip, so that the network learns appearance changes instead of memorising its training frames."""
+    return CropSampler(scale_jitter=0.2, shift_jitter=32.0, blur=0.2, noise=2.0, color=0.2, grayscale=0.1)
 
-    def __init__(self, sources, iterations, batch_size=8, max_gap=100, seed=0, sampler=None, first_sample=0):
+
+NO_TARGET = (1e3, 1e3)  # a target centre far outside any response map: every label is negative
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Item ``i``: batch ``i`` of (x, z, target offsets in cells) pairs.
+
+    Most pairs are two frames of one trajectory. With probability ``negative`` z comes from another
+    trajectory (no positive label anywhere); with probability ``distractor``, when the exemplar is a still
+    image's object that shares its image with other objects, z is centred on one of those (the target is
+    positive only where it falls inside the map). Pairs from one still image (COCO) are made hard: z is
+    rotated about the target, and with probability ``paste`` the target is pasted on another trajectory's
+    background, then with probability ``occlude`` partly covered by a patch of that background.
+    ``search_size``: the search crop's side (255 as in the paper; smaller crops train faster, the network
+    is fully convolutional). ``hard=False`` gives plain positive pairs (validation).
+    """
+
+    def __init__(self, sources, iterations, batch_size=8, max_gap=100, seed=0, sampler=None, first_sample=0,
+                 search_size=INSTANCE, hard=True, negative=0.1, distractor=0.3, paste=0.5, occlude=0.3, rotate=15.0):
         self.mixture = _SourceMixture(sources)
         self.iterations = iterations
         self.batch_size = batch_size
         self.first_sample = first_sample  # this process's slice of the global batch (DDP)
         self.max_gap = max_gap
         self.seed = seed
-        self.sampler = sampler or CropSampler()
+        self.sampler = sampler or pair_sampler()
+        self.search_size = search_size
+        self.negative, self.distractor, self.paste, self.occlude, self.rotate = (
+            (negative, distractor, paste, occlude, rotate) if hard else (0.0, 0.0, 0.0, 0.0, 0.0))
+        # Objects that share one still image: the distractors of each other.
+        by_image = {}
+        for source in sources:
+            for traj in source.trajectories:
+                if len(traj) == 1 and isinstance(traj.frames[0], (str, Path)):
+                    by_image.setdefault(str(traj.frames[0]), []).append(traj)
+        self.same_image = {path: group for path, group in by_image.items() if len(group) > 1}
 
     def __len__(self):
         return self.iterations
@@ -134,21 +170,73 @@ class PairDataset(torch.utils.data.Dataset):
         xs, zs, centers = [], [], []
         for k in range(self.first_sample, self.first_sample + self.batch_size):
             rng = np.random.default_rng([self.seed, iteration, k])
-            traj = self.mixture.trajectory(rng)
-            frames = _visible_frames(traj)
-            i = rng.choice(frames)
-            near = frames[np.abs(frames - i) <= self.max_gap]
-            j = rng.choice(near)
-            image_i = traj.frame(i)
-            image_j = image_i if j == i else traj.frame(j)
-            x, _ = self.sampler.crop(rng, image_i, traj.boxes[i], EXEMPLAR, shift=False)
-            z, offset = self.sampler.crop(rng, image_j, traj.boxes[j], INSTANCE)
+            x, z, center = self._pair(rng)
             if self.sampler.flip and rng.random() < 0.5:  # the same flip for both keeps them a pair
-                x, z, offset = x[:, ::-1], z[:, ::-1], offset * [1, -1]
+                x, z, center = x[:, ::-1], z[:, ::-1], center * [1, -1]
             xs.append(self.sampler.photometric(rng, x))
             zs.append(self.sampler.photometric(rng, z))
-            centers.append(offset / STRIDE)
+            centers.append(center)
         return {"x": _to_tensor(xs), "z": _to_tensor(zs), "centers": torch.tensor(np.array(centers), dtype=torch.float32)}
+
+    def _pair(self, rng):
+        """(x, z, target centre in z in cells (dy, dx)) before flip and photometric changes."""
+        traj = self.mixture.trajectory(rng)
+        frames = _visible_frames(traj)
+        i = rng.choice(frames)
+        image_i = traj.frame(i)
+        x, _, _ = self.sampler.crop(rng, image_i, traj.boxes[i], EXEMPLAR, shift=False)
+        kind = rng.random()
+        if kind < self.negative:
+            other = self.mixture.trajectory(rng)
+            f = rng.choice(_visible_frames(other))
+            z, _, _ = self.sampler.crop(rng, other.frame(f), other.boxes[f], self.search_size)
+            return x, z, np.array(NO_TARGET)
+        if len(frames) == 1:
+            group = self.same_image.get(str(traj.frames[0]), [])
+            if group and kind < self.negative + self.distractor:
+                return x, *self._distractor_crop(rng, image_i, traj.boxes[i], group)
+            return x, *self._hard_still_crop(rng, image_i, traj.boxes[i])
+        j = rng.choice(frames[np.abs(frames - i) <= self.max_gap])
+        z, offset, _ = self.sampler.crop(rng, image_i if j == i else traj.frame(j), traj.boxes[j], self.search_size)
+        return x, z, offset / STRIDE
+
+    def _distractor_crop(self, rng, image, box, group):
+        """z centred on another object of the same image; the target is labelled where it lies."""
+        others = [t for t in group if not np.array_equal(t.boxes[0], box)]
+        other = others[rng.integers(len(others))].boxes[0]
+        z, offset, scale = self.sampler.crop(rng, image, other, self.search_size)
+        # The crop's centre in the image, then the target's position relative to it in crop pixels.
+        cy, cx = other[1] + other[3] / 2 - offset[0] / scale, other[0] + other[2] / 2 - offset[1] / scale
+        target = np.array([box[1] + box[3] / 2 - cy, box[0] + box[2] / 2 - cx]) * scale
+        return z, target / STRIDE
+
+    def _hard_still_crop(self, rng, image, box):
+        """z of a still image's object: rotated, pasted on another background, partly occluded."""
+        z, offset, scale = self.sampler.crop(rng, image, box, self.search_size)
+        size = self.search_size
+        cy, cx = (size - 1) / 2 + offset[0], (size - 1) / 2 + offset[1]
+        if self.rotate:
+            matrix = cv2.getRotationMatrix2D((cx, cy), rng.uniform(-self.rotate, self.rotate), 1.0)
+            z = cv2.warpAffine(z, matrix, (size, size), borderMode=cv2.BORDER_REFLECT)
+        if rng.random() < self.paste:
+            # Another trajectory's frame at the same scale, around a random point of it.
+            other = self.mixture.trajectory(rng)
+            frame = other.frame(rng.choice(_visible_frames(other)))
+            point = rng.uniform(0, 1, size=2) * frame.shape[1::-1]
+            background = crop_square(frame, point, size / scale, size, frame.mean((0, 1)))
+            half_h, half_w = box[3] * scale / 2, box[2] * scale / 2
+            top, bottom = int(max(cy - half_h, 0)), int(min(cy + half_h + 1, size))
+            left, right = int(max(cx - half_w, 0)), int(min(cx + half_w + 1, size))
+            pasted = background.copy()
+            pasted[top:bottom, left:right] = z[top:bottom, left:right]
+            if rng.random() < self.occlude and bottom - top > 4 and right - left > 4:
+                # A background patch covering 20-50 % of the target's height and width.
+                h, w = (int((bottom - top) * rng.uniform(0.2, 0.5)), int((right - left) * rng.uniform(0.2, 0.5)))
+                r, c = rng.integers(top, bottom - h), rng.integers(left, right - w)
+                sr, sc = rng.integers(0, size - h), rng.integers(0, size - w)
+                pasted[r : r + h, c : c + w] = background[sr : sr + h, sc : sc + w]
+            z = pasted
+        return z, offset / STRIDE
 
 
 class EpisodeDataset(torch.utils.data.Dataset):
@@ -174,7 +262,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng([self.seed, iteration, k])
             traj = self.mixture.trajectory(rng)
             i, context = episode_frames(rng, _visible_frames(traj), self.num_reg, self.max_gap)
-            x, _ = self.sampler.crop(rng, traj.frame(i), traj.boxes[i], EXEMPLAR, shift=False)
+            x, _, _ = self.sampler.crop(rng, traj.frame(i), traj.boxes[i], EXEMPLAR, shift=False)
             xs.append(x)
             cache = {}
             for j in context:

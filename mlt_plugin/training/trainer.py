@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from mlt_plugin.geometry import LABEL_RADIUS
+from mlt_plugin.geometry import INSTANCE_SIZE, LABEL_RADIUS
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
@@ -23,17 +23,19 @@ from mlt_plugin.networks.weights_io import load_matching, load_weights, save_wei
 from mlt_plugin.params import cpu_has_bf16, resolve_device
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
-from mlt_plugin.training.sampling import EpisodeDataset, PairDataset
+from mlt_plugin.training.sampling import CropSampler, EpisodeDataset, PairDataset
 
 
 class MatchingStage:
-    """Eq. (6) on (x, z) pairs. ``channels`` 192 for MLT, 224 for MLT-mt."""
+    """Eq. (6) on (x, z) pairs. ``channels`` 192 for MLT, 224 for MLT-mt. Channels-last memory: about 1.3x
+    faster steps on CPU (measured in the training README)."""
 
     export_name = {BASE_CHANNELS: "matching.safetensors", ADAPTED_CHANNELS: "mlt_mt.safetensors"}
 
-    def __init__(self, channels, device):
-        self.model = MatchingNetwork(channels).to(device)
+    def __init__(self, channels, device, search_size=INSTANCE_SIZE):
+        self.model = MatchingNetwork(channels).to(device).to(memory_format=torch.channels_last)
         self.device = device
+        self.search_size = search_size
 
     def trainable(self):
         return self.model
@@ -45,14 +47,35 @@ class MatchingStage:
         return sources
 
     def dataset(self, sources, iterations, batch_size, seed, first_sample):
-        return PairDataset(sources, iterations, batch_size, seed=seed, first_sample=first_sample)
+        return PairDataset(sources, iterations, batch_size, seed=seed, first_sample=first_sample,
+                           search_size=self.search_size)
 
-    def loss(self, module, batch):
-        logits = module(batch["x"].float(), batch["z"].float())
-        return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS))
+    def loss(self, module, batch, reduction="mean"):
+        as_image = lambda t: t.float().contiguous(memory_format=torch.channels_last)  # noqa: E731
+        logits = module(as_image(batch["x"]), as_image(batch["z"]))
+        return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]), reduction)
 
-    def export(self, path):
-        save_weights(path / self.export_name[self.model.out_channels], self.model, metadata={"variant": "matching"})
+    def validation_data(self, sources, val_sources, batch_size, count, seed):
+        """Fixed batches of plain positive pairs (mild jitter, no hard pairs) from the validation sequences
+        and, for the train/validation gap, from the training sources, at the tracker's 255 search crop."""
+        def fixed(from_sources):
+            pairs = PairDataset(from_sources, count, batch_size, seed=seed + 1000, sampler=CropSampler(), hard=False)
+            return [{k: v.to(self.device) for k, v in pairs[i].items()} for i in range(count)]
+        return {"validation": fixed(val_sources), "training": fixed(sources)}
+
+    def validation(self, module, data) -> dict:
+        """Eq. (6) in eval mode (batch norm's running statistics, as tracking uses them): validation first."""
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            result = {name: float(torch.stack([self.loss(module, b) for b in batches]).mean())
+                      for name, batches in data.items()}
+        module.train(was_training)
+        return {**result, "gap": result["validation"] - result["training"]}
+
+    def export(self, path, suffix=""):
+        name = self.export_name[self.model.out_channels].replace(".safetensors", f"{suffix}.safetensors")
+        save_weights(path / name, self.model, metadata={"variant": "matching"})
 
 
 class MetaStage:
@@ -146,8 +169,16 @@ class MetaStage:
         return {"held_out": float(torch.stack(held).mean()), "held_out_unadapted": float(torch.stack(held_base).mean()),
                 "all": float(torch.stack(every).mean())}
 
-    def export(self, path):
-        save_weights(path / self.export_name, self.matching, self.model, metadata={"variant": "mlt"})
+    def validation_data(self, sources, val_sources, batch_size, count, seed):
+        """Fixed validation episodes: 40 cached frames of each validation sequence, one crop each."""
+        options = {**self.cache_options, "frames_per_trajectory": 40, "crops_per_frame": 1}
+        cached = prepare_feature_cache(self.feature_cache, val_sources, self.matching, self.device, **options)
+        episodes = CachedEpisodeDataset(cached, count, batch_size, self.num_reg, seed=seed + 1000)
+        return [{k: v.to(self.device) for k, v in episodes[i].items()} for i in range(count)]
+
+    def export(self, path, suffix=""):
+        save_weights(path / self.export_name.replace(".safetensors", f"{suffix}.safetensors"), self.matching,
+                     self.model, metadata={"variant": "mlt"})
 
 
 def _autocast(device, enabled):
@@ -182,17 +213,20 @@ def _rng_state():
 def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=None, amp=False, workers=2,
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
-          max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None):
+          max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
+          search_size=INSTANCE_SIZE):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: matching | mt | meta.
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
         ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame;
         still images (coco sources): ``max_stills`` objects with ``still_crops`` heavily augmented crops each.
     weight_decay: L2 penalty of Adam (regularisation of the meta-learner, issue 12).
-    val_sources: meta stage only, validation sources (cached like the training ones, 40 frames per
-        trajectory): every ``val_every`` steps the loss on ``val_batches`` fixed batches of validation
-        episodes goes to ``val.csv``, and the best state so far (lowest held-out loss) is kept as
-        ``best.pt`` and exported as ``mlt_best.safetensors`` (early stopping chosen by validation).
+    val_sources: validation sources: every ``val_every`` steps the stage's losses on ``val_batches`` fixed
+        validation batches go to ``val.csv`` (meta: episodes of 40 cached frames per trajectory, held-out
+        loss first; matching: plain pairs, validation and training loss and their gap), and the best state
+        so far (lowest first loss) is kept as ``best.pt`` and exported with a ``_best`` suffix (early stopping
+        chosen by validation).
+    search_size: matching stages, the search crop's side for training (255; smaller trains faster).
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
@@ -217,19 +251,14 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     elif stage_name in ("matching", "mt"):
         if feature_cache is not None:
             raise ValueError("--feature-cache is for the meta stage (the matching network trains, its features change)")
-        stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device)
+        stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size)
     else:
         raise ValueError(f"unknown training stage {stage_name!r}: matching, mt or meta")
 
     if crop_cache is not None:
         sources = _built_once(rank, world, lambda build: prepare_crop_cache(crop_cache, sources, workers=workers, build=build))
     sources = stage.prepare(sources, rank, world)
-    val_data = None
-    if val_sources and stage_name == "meta":
-        val_options = {**stage.cache_options, "frames_per_trajectory": 40, "crops_per_frame": 1}
-        cached_val = prepare_feature_cache(stage.feature_cache, val_sources, stage.matching, device, **val_options)
-        val_set = CachedEpisodeDataset(cached_val, val_batches, batch_size, stage.num_reg, seed=seed + 1000)
-        val_data = [{k: v.to(device) for k, v in val_set[i].items()} for i in range(val_batches)]
+    val_data = stage.validation_data(sources, val_sources, batch_size, val_batches, seed) if val_sources else None
     if prepare_only:
         return float("nan")
 
@@ -276,6 +305,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         best_val = min((float(r[1]) for r in rows), default=float("inf"))
 
     def validate(iteration):
+        """The stage's validation losses to val.csv; the first one decides the best state (early stopping)."""
         nonlocal best_val
         if val_data is None or rank:
             return
@@ -284,17 +314,15 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         with open(out / "val.csv", "a", newline="") as f:
             writer = csv.writer(f)
             if new_file:
-                writer.writerow(["iteration", "held_out", "held_out_unadapted", "all"])
-            writer.writerow([iteration, f"{result['held_out']:.6f}", f"{result['held_out_unadapted']:.6f}",
-                             f"{result['all']:.6f}"])
-        tqdm.write(f"validation @ {iteration}: held-out {result['held_out']:.4f} "
-                   f"(unadapted {result['held_out_unadapted']:.4f}), all {result['all']:.4f}")
-        if result["held_out"] < best_val:
-            best_val = result["held_out"]
+                writer.writerow(["iteration", *result])
+            writer.writerow([iteration, *(f"{v:.6f}" for v in result.values())])
+        tqdm.write(f"validation @ {iteration}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        criterion = next(iter(result.values()))
+        if criterion < best_val:
+            best_val = criterion
             torch.save({"stage": stage_name, "model": model.state_dict(), "iteration": iteration, "validation": result},
                        out / "best.pt")
-            save_weights(out / "mlt_best.safetensors", stage.matching, model,
-                         metadata={"variant": "mlt", "iteration": iteration})
+            stage.export(out, suffix="_best")
 
     def save(iteration):
         if rank:
@@ -313,7 +341,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     started, loss_value = time.time(), float("nan")
     iteration = start
     if val_data is not None and start == 0:
-        validate(0)  # the untrained meta-learner: the reference for what training buys
+        validate(0)  # the starting network: the reference for what training buys
     for iteration, batch in zip(range(start, iterations), loader):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with _autocast(device, amp):
