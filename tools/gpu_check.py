@@ -12,60 +12,13 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from train_speed import train_speed
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def train_speed(device, steps, amp):
-    """Steps/s of both training stages on random inputs of the training shapes (batch 8, M' = 16)."""
-    from mlt_plugin.networks.weights_io import DEFAULT_FILES
-    from mlt_plugin.training.trainer import MatchingStage, MetaStage
-
-    generator = torch.Generator().manual_seed(0)
-    batch_size, num_reg = 8, 16
-    batches = {
-        "matching": {
-            "x": torch.rand(batch_size, 3, 127, 127, generator=generator) * 255,
-            "z": torch.rand(batch_size, 3, 255, 255, generator=generator) * 255,
-            "centers": torch.zeros(batch_size, 2),
-        },
-        "meta": {
-            "x4": torch.rand(batch_size, 256, 8, 8, generator=generator),
-            "z4": torch.rand(batch_size * num_reg, 256, 24, 24, generator=generator),
-            "centers": torch.zeros(batch_size * num_reg, 2),
-        },
-    }
-    stages = {"matching": MatchingStage(192, device), "meta": MetaStage(DEFAULT_FILES["mlt"], device, num_reg=num_reg)}
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    results = {}
-    for name, stage in stages.items():
-        module = stage.trainable().train()
-        optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
-        batch = {k: v.to(device) for k, v in batches[name].items()}
-
-        def step():
-            with torch.autocast(device.type, dtype=dtype, enabled=amp):
-                loss = stage.loss(module, batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        step()  # warm-up: kernels chosen, memory allocated
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        started = time.perf_counter()
-        for _ in range(steps):
-            loss = step()
-        loss.item()  # waits for the device
-        seconds = time.perf_counter() - started
-        results[name] = {"steps_per_s": steps / seconds, "s_per_step": seconds / steps, "amp": amp}
-        print(f"train {name:9s} amp={amp}: {steps / seconds:.2f} steps/s", flush=True)
-    return results
 
 
 def main(argv=None):
