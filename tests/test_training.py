@@ -290,6 +290,9 @@ def test_resume_continues_exactly(stage, tiny_source, matching_weights, tmp_path
     assert set(whole) >= {"stage", "model", "optimizer", "iteration", "rng"}
     for key, value in whole["model"].items():
         assert torch.equal(value, halves["model"][key]), key
+    # A resumed run takes the --lr it is given (a step decay).
+    _train_cli([stage, *source, *extra, "--out", str(tmp_path / "halves"), "--iterations", "5", "--resume", "--lr", "1e-5"])
+    assert [g["lr"] for g in _final_state(tmp_path / "halves")["optimizer"]["param_groups"]] == [1e-5]
     if stage == "meta":  # the tracker's weight file: matching + meta-learner
         matching, meta = load_weights("mlt", tmp_path / "whole" / "mlt.safetensors")
         trained = whole["model"]["layers.0.weight"]  # stored as int8 rows: within half a step of max|row| / 127

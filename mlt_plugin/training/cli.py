@@ -21,7 +21,7 @@ def add_parser(subparsers):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--matching-weights", help="meta stage: the matching stage's matching.safetensors")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (at the --lr given: a step decay)")
     parser.add_argument("--init", metavar="WEIGHTS", help="warm start: the trained network's weights from a weight file "
                         "(e.g. the shipped mlt_plugin/weights/mlt.safetensors), with a fresh optimiser")
     parser.add_argument("--checkpoint-every", type=int, default=500)

@@ -23,13 +23,13 @@ from tqdm import tqdm
 from mlt_plugin.sequences import Sequence
 from mlt_plugin.tracking.crops import context_size, crop_square
 from mlt_plugin.training.datasets.sources import Source, source_digest
-from mlt_plugin.training.sampling import EXEMPLAR, INSTANCE, CropSampler
+from mlt_plugin.training.sampling import EXEMPLAR, INSTANCE, pair_sampler
 
 FORMAT_VERSION = 1
-_DEFAULT = CropSampler()
+_DEFAULT = pair_sampler()  # the largest jitter of the samplers
 # Room for the largest search crop the samplers cut: a 255 crop scaled up by the scale jitter and
 # moved by the shift jitter (both in 255-crop pixels), plus a pixel of rounding on each side.
-CROP_SIZE = 2 * math.ceil(math.exp(_DEFAULT.scale_jitter) * (INSTANCE / 2 + _DEFAULT.shift_jitter)) + 2  # 288
+CROP_SIZE = 2 * math.ceil(math.exp(_DEFAULT.scale_jitter) * (INSTANCE / 2 + _DEFAULT.shift_jitter)) + 2  # 392
 JPEG_QUALITY = 95
 
 

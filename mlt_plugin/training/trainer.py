@@ -278,6 +278,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
             raise ValueError(f"{checkpoint_path} is a {state['stage']!r} checkpoint, not {stage_name!r}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # --lr on a resumed run: a step decay of the learning rate
+            group["lr"] = lr
         start = state["iteration"]
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
