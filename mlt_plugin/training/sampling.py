@@ -155,6 +155,7 @@ class PairDataset(torch.utils.data.Dataset):
         self.search_size = search_size
         self.negative, self.distractor, self.paste, self.occlude, self.rotate = (
             (negative, distractor, paste, occlude, rotate) if hard else (0.0, 0.0, 0.0, 0.0, 0.0))
+        self.trajectory_count = sum(len(source.trajectories) for source in sources if source.weight > 0)
         # Objects that share one still image: the distractors of each other.
         by_image = {}
         for source in sources:
@@ -188,6 +189,8 @@ class PairDataset(torch.utils.data.Dataset):
         kind = rng.random()
         if kind < self.negative:
             other = self.mixture.trajectory(rng)
+            while other is traj and self.trajectory_count > 1:  # another target, not this one
+                other = self.mixture.trajectory(rng)
             f = rng.choice(_visible_frames(other))
             z, _, _ = self.sampler.crop(rng, other.frame(f), other.boxes[f], self.search_size)
             return x, z, np.array(NO_TARGET)
