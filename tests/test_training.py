@@ -499,6 +499,8 @@ def test_matching_trains_on_smaller_search_crops_and_validates(tiny_source, tmp_
 
     pairs = PairDataset([tiny_source], 1, batch_size=2, search_size=191)[0]
     assert pairs["z"].shape == (2, 3, 191, 191)
+    with pytest.raises(ValueError, match="search size 127"):
+        MatchingStage(192, CPU, search_size=127)
     out = tmp_path / "run"
     train("matching", [tiny_source], out, 2, batch_size=2, workers=0, threads=1, val_sources=[tiny_source],
           val_every=2, val_batches=1, search_size=191)

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from mlt_plugin.geometry import INSTANCE_SIZE, LABEL_RADIUS
+from mlt_plugin.geometry import EXEMPLAR_SIZE, INSTANCE_SIZE, LABEL_RADIUS, TOTAL_STRIDE
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
@@ -27,12 +27,15 @@ from mlt_plugin.training.sampling import CropSampler, EpisodeDataset, PairDatase
 
 
 class MatchingStage:
-    """Eq. (6) on (x, z) pairs. ``channels`` 192 for MLT, 224 for MLT-mt. Channels-last memory: about 1.3x
+    """Eq. (6) on (x, z) pairs. ``channels`` 192 for MLT, 224 for MLT-mt. Channels-last memory: 1.2-1.3x
     faster steps on CPU (measured in the training README)."""
 
     export_name = {BASE_CHANNELS: "matching.safetensors", ADAPTED_CHANNELS: "mlt_mt.safetensors"}
 
     def __init__(self, channels, device, search_size=INSTANCE_SIZE):
+        if search_size < EXEMPLAR_SIZE + TOTAL_STRIDE:
+            raise ValueError(f"search size {search_size} must be at least {EXEMPLAR_SIZE + TOTAL_STRIDE} px "
+                             f"(the {EXEMPLAR_SIZE} px exemplar plus one response cell)")
         self.model = MatchingNetwork(channels).to(device).to(memory_format=torch.channels_last)
         self.device = device
         self.search_size = search_size
@@ -50,10 +53,10 @@ class MatchingStage:
         return PairDataset(sources, iterations, batch_size, seed=seed, first_sample=first_sample,
                            search_size=self.search_size)
 
-    def loss(self, module, batch, reduction="mean"):
+    def loss(self, module, batch):
         as_image = lambda t: t.float().contiguous(memory_format=torch.channels_last)  # noqa: E731
         logits = module(as_image(batch["x"]), as_image(batch["z"]))
-        return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]), reduction)
+        return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
 
     def validation_data(self, sources, val_sources, batch_size, count, seed):
         """Fixed batches of plain positive pairs (mild jitter, no hard pairs) from the validation sequences
