@@ -33,6 +33,8 @@ def add_parser(subparsers):
     parser.add_argument("--val-source", action="append", default=[],
                         help="KIND:ROOT whose validation sequences (split.py) give validation pairs / episodes")
     parser.add_argument("--val-every", type=int, default=100, help="validation every N steps")
+    parser.add_argument("--val-batches", type=int, default=10,
+                        help="fixed validation batches per check (more: a less noisy validation loss)")
     parser.add_argument("--search-size", type=int, default=255,
                         help="matching stages: search crop side for training (255 as the tracker; smaller is faster)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
@@ -88,7 +90,7 @@ def run(args):
                  feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
                  crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
                  still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
-                 val_every=args.val_every, init=args.init, search_size=args.search_size)
+                 val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size)
     if args.prepare_only:
         print("caches ready")
     else:
