@@ -36,10 +36,8 @@ def train_speed(device, steps, amp, variants=((True, 255),)):
     dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     jobs = {}
     for channels_last, size in variants:
-        stage = MatchingStage(192, device, search_size=size)
-        if not channels_last:
-            stage.model.to(memory_format=torch.contiguous_format)
-            stage.loss = _nchw_loss(stage)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        stage = MatchingStage(192, device, search_size=size, memory_format=layout)
         batch = {"x": torch.rand(batch_size, 3, 127, 127, generator=generator) * 255,
                  "z": torch.rand(batch_size, 3, size, size, generator=generator) * 255,
                  "centers": torch.zeros(batch_size, 2)}
@@ -66,17 +64,6 @@ def train_speed(device, steps, amp, variants=((True, 255),)):
         results[name] = {"steps_per_s": 1 / seconds, "s_per_step": seconds, "amp": amp}
         print(f"train {name:28s} amp={amp}: {1 / seconds:.2f} steps/s ({seconds:.2f} s/step)", flush=True)
     return results
-
-
-def _nchw_loss(stage):
-    """The matching loss with inputs in the plain layout (the trainer's before channels-last)."""
-    from mlt_plugin.geometry import LABEL_RADIUS
-    from mlt_plugin.networks.losses import label_map, logistic_loss
-
-    def loss(module, batch):
-        logits = module(batch["x"].float(), batch["z"].float())
-        return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
-    return loss
 
 
 def main(argv=None):

@@ -32,11 +32,12 @@ class MatchingStage:
 
     export_name = {BASE_CHANNELS: "matching.safetensors", ADAPTED_CHANNELS: "mlt_mt.safetensors"}
 
-    def __init__(self, channels, device, search_size=INSTANCE_SIZE):
+    def __init__(self, channels, device, search_size=INSTANCE_SIZE, memory_format=torch.channels_last):
         if search_size < EXEMPLAR_SIZE + TOTAL_STRIDE:
             raise ValueError(f"search size {search_size} must be at least {EXEMPLAR_SIZE + TOTAL_STRIDE} px "
                              f"(the {EXEMPLAR_SIZE} px exemplar plus one response cell)")
-        self.model = MatchingNetwork(channels).to(device).to(memory_format=torch.channels_last)
+        self.memory_format = memory_format  # contiguous_format: the plain layout, for speed comparisons
+        self.model = MatchingNetwork(channels).to(device).to(memory_format=memory_format)
         self.device = device
         self.search_size = search_size
 
@@ -54,7 +55,7 @@ class MatchingStage:
                            search_size=self.search_size)
 
     def loss(self, module, batch):
-        as_image = lambda t: t.float().contiguous(memory_format=torch.channels_last)  # noqa: E731
+        as_image = lambda t: t.float().contiguous(memory_format=self.memory_format)  # noqa: E731
         logits = module(as_image(batch["x"]), as_image(batch["z"]))
         return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
 
