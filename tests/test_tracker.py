@@ -149,17 +149,19 @@ def _iou(a, b):
 
 
 def test_shipped_weights_track_a_real_sequence(shared_data):
-    """The shipped default weights on Surfer's first 50 frames: success AUC 0.686 measured (untrained
-    weights: 0.206-0.218 over three seeds, same frames). The floor sits between them."""
+    """The shipped default weights on MountainBike6's first 50 frames (a fast DTB70 target): success AUC
+    0.683 measured (untrained weights: 0.072-0.088 over three seeds, same frames). The floor sits between
+    them. Slow starts (Dog1, Jogging, Bird2) do not tell trained from untrained weights: untrained score
+    as high there."""
     from mlt_plugin import build_tracker
     from mlt_plugin.evaluation import run_sequence, score
 
-    sequence = load_sequence(shared_data / "otb" / "Surfer")
+    sequence = load_sequence(shared_data / "dtb70" / "MountainBike6")
     with warnings.catch_warnings():
         warnings.simplefilter("error", weights_io.UntrainedWeightsWarning)  # these must be the trained weights
         tracker = build_tracker("default", device="cpu")
     boxes, _ = run_sequence(tracker, sequence, max_frames=50)
-    assert score(boxes, sequence)["success_auc"] > 0.45
+    assert score(boxes, sequence)["success_auc"] > 0.4
 
 
 def test_untrained_weights_are_announced(tmp_path, monkeypatch):
