@@ -83,6 +83,21 @@ def test_delta_is_the_mean_negative_gradient_over_contexts(net):
         assert torch.allclose(delta[target], grad.flatten(1), atol=1e-6, rtol=1e-4)
 
 
+def test_widened_network_computes_the_same_response_and_trains_its_new_channels(net):
+    """MLT-mt (224 ch) starting from MLT's 192-channel network: nearly the same logits at the start, and the
+    small gains of the 32 new channels get a gradient, so training can grow them."""
+    wide = net.widened(224).eval()
+    x, z = torch.rand(1, 3, 127, 127) * 255, torch.rand(1, 3, 255, 255) * 255
+    with torch.no_grad():
+        assert torch.allclose(wide(x, z), net(x, z), atol=1e-3)
+    wide.train()
+    logits = wide(x, z)
+    logistic_loss(logits, label_map(torch.tensor([[8.0, 8.0]]), 2)).backward()
+    assert wide.bn5.weight.grad[192:].abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot widen"):
+        wide.widened(192)
+
+
 def test_folded_batch_norm_gives_the_same_features():
     torch.manual_seed(2)
     net = MatchingNetwork()

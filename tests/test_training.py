@@ -437,6 +437,20 @@ def test_warm_start_from_a_weight_file(stage, tiny_source, matching_weights, tmp
     assert torch.equal(_final_state(tmp_path / "run")["model"][key], expected)
 
 
+def test_mt_warm_start_from_mlts_matching_network(tiny_source, tmp_path):
+    """`mlt train mt --init mlt.safetensors`: MLT-mt's 224 channels start from MLT's 192 (issue 11)."""
+    torch.manual_seed(3)
+    init = tmp_path / "mlt.safetensors"
+    save_weights(init, MatchingNetwork())
+    expected = load_matching(init).state_dict()["conv5.weight"]
+    _train_cli(["mt", "--source", f"seq:{tiny_source.root}", "--out", str(tmp_path / "run"),
+                "--iterations", "1", "--lr", "0", "--init", str(init)])
+    model = _final_state(tmp_path / "run")["model"]
+    assert model["conv5.weight"].shape[0] == 224
+    assert torch.equal(model["conv5.weight"][:192], expected)
+    assert torch.equal(model["bn5.bias"][192:], torch.zeros(32))
+
+
 # ---------------------------------------------------------------- hard pairs (issue 11)
 
 

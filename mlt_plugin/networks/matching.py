@@ -145,6 +145,31 @@ class MatchingNetwork(nn.Module):
         return self.response_scale * response + self.response_bias
 
     @torch.no_grad()
+    def widened(self, out_channels: int, start_gain: float = 0.1) -> "MatchingNetwork":
+        """A copy with more last-layer channels, computing nearly the same embedding and response.
+
+        MLT-mt (224 channels) may start from MLT's trained 192-channel network (issue 11). The extra w5
+        channels get a fresh kernel, zero bn5 bias and a bn5 gain of ``start_gain`` times the trained
+        channels' RMS gain: small, so they hold ~0.2 % of the embedding's energy and the trained features
+        carry the response. Not zero: a channel enters the response as the product of its exemplar and
+        search values, so at exactly zero its gain would get no gradient (a saddle) and never grow.
+        """
+        if out_channels < self.out_channels:
+            raise ValueError(f"cannot widen a {self.out_channels}-channel matching network to {out_channels} channels")
+        wide = MatchingNetwork(out_channels).to(self.response_scale.device)
+        old = self.state_dict()
+        state = wide.state_dict()
+        for key, value in old.items():
+            if key.startswith(("conv5.", "bn5.")) and value.dim() > 0:
+                state[key][: self.out_channels] = value
+            else:
+                state[key] = value
+        state["bn5.weight"][self.out_channels :] = start_gain * old["bn5.weight"].pow(2).mean().sqrt()
+        state["bn5.bias"][self.out_channels :] = 0
+        wide.load_state_dict(state)
+        return wide
+
+    @torch.no_grad()
     def fold_batch_norm(self):
         """For inference only: fold each backbone batch norm into its conv (one pass less per layer) and
         store the backbone channels-last, the layout oneDNN's CPU convolutions are fastest in."""

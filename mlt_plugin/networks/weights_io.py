@@ -115,10 +115,18 @@ def _read(path):
     return _decode(tensors)
 
 
-def load_matching(path, channels: int) -> MatchingNetwork:
-    """Only the matching network from a weight file (e.g. the matching stage's export)."""
+def load_matching(path, channels: int | None = None) -> MatchingNetwork:
+    """Only the matching network from a weight file (e.g. the matching stage's export).
+
+    ``channels`` None: as many last-layer channels as the file holds (192 for MLT's, 224 for MLT-mt's).
+    """
+    tensors = _read(path)
+    if channels is None:
+        if "matching.conv5.weight" not in tensors:
+            raise ValueError(f"weights file {path} has no matching network (no matching.conv5.weight)")
+        channels = tensors["matching.conv5.weight"].shape[0]
     matching = MatchingNetwork(channels)
-    _load_into(matching, _read(path), "matching.", path)
+    _load_into(matching, tensors, "matching.", path)
     return matching
 
 

@@ -45,7 +45,14 @@ class MatchingStage:
         return self.model
 
     def load_init(self, path):
-        self.model.load_state_dict(load_matching(path, self.model.out_channels).state_dict())
+        """Warm start from a weight file; MLT-mt's 224 channels may start from MLT's 192 (``widened``)."""
+        network = load_matching(path)
+        if network.out_channels < self.model.out_channels:
+            network = network.widened(self.model.out_channels)
+        elif network.out_channels > self.model.out_channels:
+            raise ValueError(f"--init {path}: its matching network has {network.out_channels} channels, "
+                             f"this stage trains {self.model.out_channels}")
+        self.model.load_state_dict(network.state_dict())
 
     def prepare(self, sources, rank, world):
         return sources
