@@ -249,7 +249,12 @@ class MLT:
         up_size = logits.shape[-1] * p.response_upsample
         maps = np.stack([cv2.resize(m, (up_size, up_size), interpolation=cv2.INTER_CUBIC) for m in logits])
         probs = 1 / (1 + np.exp(-maps))
-        penalised = probs.max((1, 2)) * np.where(self.scales == 1.0, 1.0, p.scale_penalty)
+        # The scale is chosen on the logits' maxima, as SiamFC (whose penalty 0.97 the paper takes) penalises
+        # its raw scores, the logits of its logistic loss. On probabilities it froze the box size: a unit-scale
+        # peak above 0.97 (the usual case) can never be beaten after a 0.97 penalty. A negative peak (target
+        # lost) loses the same share of its magnitude, so a penalty always lowers a score.
+        peaks = maps.max((1, 2))
+        penalised = np.where(self.scales == 1.0, peaks, peaks - (1 - p.scale_penalty) * np.abs(peaks))
         best = int(np.argmax(penalised))
         response = probs[best] - probs[best].min()
         response = response / max(float(response.sum()), 1e-12)
