@@ -248,7 +248,6 @@ class MLT:
         p = self.params
         up_size = logits.shape[-1] * p.response_upsample
         maps = np.stack([cv2.resize(m, (up_size, up_size), interpolation=cv2.INTER_CUBIC) for m in logits])
-        probs = 1 / (1 + np.exp(-maps))
         # The scale is chosen on the logits' maxima, as SiamFC (whose penalty 0.97 the paper takes) penalises
         # its raw scores, the logits of its logistic loss. On probabilities it froze the box size: a unit-scale
         # peak above 0.97 (the usual case) can never be beaten after a 0.97 penalty. A negative peak (target
@@ -256,11 +255,12 @@ class MLT:
         peaks = maps.max((1, 2))
         penalised = np.where(self.scales == 1.0, peaks, peaks - (1 - p.scale_penalty) * np.abs(peaks))
         best = int(np.argmax(penalised))
-        response = probs[best] - probs[best].min()
+        probs = 1 / (1 + np.exp(-maps[best]))  # only the chosen scale's map is needed as probabilities
+        response = probs - probs.min()
         response = response / max(float(response.sum()), 1e-12)
         response = (1 - p.window_influence) * response + p.window_influence * self.window
         peak = np.unravel_index(int(np.argmax(response)), response.shape)
-        return best, peak, float(probs[best][peak])
+        return best, peak, float(probs[peak])
 
     def _clamp_state(self):
         """Keep the centre inside the frame and the size between min_size and 10x the frame.
