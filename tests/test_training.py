@@ -451,6 +451,26 @@ def test_mt_warm_start_from_mlts_matching_network(tiny_source, tmp_path):
     assert torch.equal(model["bn5.bias"][192:], torch.zeros(32))
 
 
+def test_mt_last_layer_trains_on_the_frozen_backbone(tiny_source, tmp_path, capsys):
+    """`--train-last-layer`: MLT-mt's 224-channel last layer trains on MLT's backbone, which keeps its weights
+    and batch-norm statistics; without a trained backbone to start from it is refused."""
+    torch.manual_seed(4)
+    init = tmp_path / "mlt.safetensors"
+    save_weights(init, MatchingNetwork())
+    start = load_matching(init).widened(224).state_dict()
+    refused = main(["train", "mt", "--source", f"seq:{tiny_source.root}", "--out", str(tmp_path / "none"),
+                    "--iterations", "1", "--train-last-layer"])
+    assert refused != 0 and "--init" in capsys.readouterr().err
+    _train_cli(["mt", "--source", f"seq:{tiny_source.root}", "--out", str(tmp_path / "run"), "--iterations", "2",
+                "--lr", "1e-3", "--init", str(init), "--train-last-layer"])
+    model = _final_state(tmp_path / "run")["model"]
+    backbone = [k for k in start if k.startswith("backbone.")]
+    assert any("running_mean" in k for k in backbone)
+    assert all(torch.equal(model[k], start[k]) for k in backbone)
+    assert not torch.equal(model["conv5.weight"], start["conv5.weight"])
+    assert not torch.equal(model["bn5.weight"], start["bn5.weight"])
+
+
 # ---------------------------------------------------------------- hard pairs (issue 11)
 
 

@@ -38,6 +38,9 @@ def add_parser(subparsers):
                         help="fixed validation batches per check (more: a less noisy validation loss)")
     parser.add_argument("--search-size", type=int, default=255,
                         help="matching stages: search crop side for training (255 as the tracker; smaller is faster)")
+    parser.add_argument("--train-last-layer", action="store_true",
+                        help="matching stages: train only w5/bn5 and the response scale on conv1-4 as loaded by --init "
+                        "(frozen, batch-norm statistics included), e.g. MLT-mt's 224 channels on MLT's backbone")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
@@ -91,7 +94,8 @@ def run(args):
                  feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
                  crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
                  still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
-                 val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size)
+                 val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
+                 last_layer_only=args.train_last_layer)
     if args.prepare_only:
         print("caches ready")
     else:

@@ -32,7 +32,8 @@ class MatchingStage:
 
     export_name = {BASE_CHANNELS: "matching.safetensors", ADAPTED_CHANNELS: "mlt_mt.safetensors"}
 
-    def __init__(self, channels, device, search_size=INSTANCE_SIZE, memory_format=torch.channels_last):
+    def __init__(self, channels, device, search_size=INSTANCE_SIZE, memory_format=torch.channels_last,
+                 last_layer_only=False):
         if search_size < EXEMPLAR_SIZE + TOTAL_STRIDE:
             raise ValueError(f"search size {search_size} must be at least {EXEMPLAR_SIZE + TOTAL_STRIDE} px "
                              f"(the {EXEMPLAR_SIZE} px exemplar plus one response cell)")
@@ -40,6 +41,10 @@ class MatchingStage:
         self.model = MatchingNetwork(channels).to(device).to(memory_format=memory_format)
         self.device = device
         self.search_size = search_size
+        # conv1-4 frozen as loaded (weights and batch-norm statistics): only w5, bn5 and the response
+        # scale and bias train, e.g. MLT-mt's 224-channel last layer on MLT's trained backbone.
+        self.last_layer_only = last_layer_only
+        self.model.backbone.requires_grad_(not last_layer_only)
 
     def trainable(self):
         return self.model
@@ -62,6 +67,8 @@ class MatchingStage:
                            search_size=self.search_size)
 
     def loss(self, module, batch):
+        if self.last_layer_only:
+            self.model.backbone.eval()  # the frozen backbone normalises with its running statistics, as in tracking
         as_image = lambda t: t.float().contiguous(memory_format=self.memory_format)  # noqa: E731
         logits = module(as_image(batch["x"]), as_image(batch["z"]))
         return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
@@ -225,7 +232,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
-          search_size=INSTANCE_SIZE):
+          search_size=INSTANCE_SIZE, last_layer_only=False):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: matching | mt | meta.
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
@@ -238,6 +245,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         so far (lowest first loss) is kept as ``best.pt`` and exported with a ``_best`` suffix (early stopping
         chosen by validation).
     search_size: matching stages, the search crop's side for training (255; smaller trains faster).
+    last_layer_only: matching stages, train w5, bn5 and the response scale and bias on conv1-4 as loaded by
+        ``init`` (or the resumed checkpoint), which stay frozen.
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
@@ -253,7 +262,11 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     if batch_size % world:
         raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
     torch.manual_seed(seed)
+    if last_layer_only and not (init or resume):
+        raise ValueError("--train-last-layer trains on a trained backbone: give --init WEIGHTS (or --resume)")
     if stage_name == "meta":
+        if last_layer_only:
+            raise ValueError("--train-last-layer is for the matching stages (the meta stage trains the meta-learner only)")
         if matching_weights is None:
             raise ValueError("meta-learner training needs --matching-weights (the matching stage's export)")
         cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
@@ -262,7 +275,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     elif stage_name in ("matching", "mt"):
         if feature_cache is not None:
             raise ValueError("--feature-cache is for the meta stage (the matching network trains, its features change)")
-        stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size)
+        stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size,
+                              last_layer_only=last_layer_only)
     else:
         raise ValueError(f"unknown training stage {stage_name!r}: matching, mt or meta")
 
@@ -277,7 +291,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     model = stage.trainable()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     start = 0
     if init and not resume:
         stage.load_init(init)
