@@ -144,6 +144,8 @@ def run_eval(args):
         return 0
     perf = evaluation.performance(results, sequences)
     print(evaluation.table(perf))
+    if len(perf) > 1:
+        print(evaluation.differences(perf))  # also stored in results.json as overall["paired_difference"]
     path = evaluation.report(perf, args.out, "OPE", "results.json")
     print(f"report: {path} (+ success_plots.png, precision_plots.png, norm_precision_plots.png)")
 

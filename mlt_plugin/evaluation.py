@@ -321,6 +321,32 @@ def performance(results, sequences) -> dict:
     return out
 
 
+def paired_difference(perf: dict, name: str, baseline: str, resamples: int = 10000, seed: int = 0) -> dict:
+    """Success AUC of ``name`` minus ``baseline`` with a 95 % paired bootstrap interval over sequences.
+
+    Sequences differ far more than two trackers do on one sequence, so the interval resamples the
+    per-sequence differences (each a mean over starts): it says whether this set of sequences can tell
+    the two apart, which the overall numbers alone cannot.
+    """
+    sequences = list(perf[baseline]["seq_wise"])
+    diffs = np.array([perf[name]["seq_wise"][s]["success_score"] - perf[baseline]["seq_wise"][s]["success_score"]
+                      for s in sequences])
+    picks = np.random.default_rng(seed).integers(0, len(diffs), (resamples, len(diffs)))
+    low, high = np.percentile(diffs[picks].mean(1), [2.5, 97.5])
+    return {"baseline": baseline, "success_score": float(diffs.mean()), "ci95": [float(low), float(high)],
+            "sequences": len(diffs)}
+
+
+def differences(perf: dict) -> str:
+    """One line per tracker after the first: its paired difference to the first (``paired_difference``)."""
+    names = list(perf)
+    lines = [f"success AUC minus {names[0]}'s, 95 % paired bootstrap interval over sequences:"]
+    for name in names[1:]:
+        d = perf[name]["overall"]["paired_difference"] = paired_difference(perf, name, names[0])
+        lines.append(f"  {name}: {d['success_score']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+    return "\n".join(lines)
+
+
 def table(perf: dict) -> str:
     """Per-sequence and overall success AUC (mean over starts, with min-max when several), P@20, fps."""
     names = list(perf)

@@ -84,3 +84,24 @@ def test_agrees_with_got10k():
     np.testing.assert_allclose(metrics.success_curve(ours_iou), succ)
     np.testing.assert_allclose(metrics.precision_curve(errors), prec)
     assert metrics.auc(metrics.success_curve(ours_iou)) == pytest.approx(np.mean(succ))  # got10k success_score
+
+
+def test_paired_difference_interval_over_sequences():
+    """The paired bootstrap: the mean of per-sequence differences, an interval around it that collapses when
+    every sequence differs alike and widens when one sequence carries the whole difference."""
+    from mlt_plugin.evaluation import differences, paired_difference
+
+    def perf(a, b):
+        return {name: {"overall": {}, "seq_wise": {f"s{i}": {"success_score": v} for i, v in enumerate(values)}}
+                for name, values in (("base", a), ("new", b))}
+
+    same_shift = paired_difference(perf([0.2, 0.5, 0.7, 0.4], [0.25, 0.55, 0.75, 0.45]), "new", "base")
+    assert same_shift["success_score"] == pytest.approx(0.05)
+    assert same_shift["ci95"] == pytest.approx([0.05, 0.05]) and same_shift["sequences"] == 4
+    one_sequence = paired_difference(perf([0.5] * 8, [0.5] * 7 + [0.9]), "new", "base")
+    assert one_sequence["success_score"] == pytest.approx(0.05)
+    low, high = one_sequence["ci95"]
+    assert low == 0 and high > 0.1  # the 0.05 gain may well be none: 7 of 8 sequences did not move
+    report = perf([0.2, 0.5], [0.3, 0.6])
+    assert "new: +0.100 [+0.100, +0.100]" in differences(report)
+    assert report["new"]["overall"]["paired_difference"]["baseline"] == "base"
