@@ -338,7 +338,8 @@ def paired_difference(perf: dict, name: str, baseline: str, resamples: int = 100
 
 
 def differences(perf: dict) -> str:
-    """One line per tracker after the first: its paired difference to the first (``paired_difference``)."""
+    """One line per tracker after the first: its paired difference to the first (``paired_difference``),
+    also stored in ``perf[name]["overall"]["paired_difference"]`` for the report."""
     names = list(perf)
     lines = [f"success AUC minus {names[0]}'s, 95 % paired bootstrap interval over sequences:"]
     for name in names[1:]:
