@@ -72,8 +72,8 @@ PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 
 def resolve_precision(name, device: torch.device) -> str:
-    """The precision of the per-frame search backbone. 'auto': fp16 on CUDA; int8 on CPUs with PyTorch's
-    x86 int8 engine (3-4x fp32 on the 2-core CPUs measured, see the README), else fp32."""
+    """The precision of the per-frame search backbone. 'auto': fp16 on CUDA; int8 on x86 CPUs (OpenVINO,
+    the fastest CPU path measured, see the README), else fp32."""
     from mlt_plugin.networks.int8 import int8_supported
 
     if name not in PRECISIONS:
@@ -84,6 +84,8 @@ def resolve_precision(name, device: torch.device) -> str:
         return "int8" if int8_supported() else "fp32"
     if name == "int8" and device.type != "cpu":
         raise ValueError("precision 'int8' runs on the CPU only: use 'fp16' or 'bf16' on CUDA")
+    if name == "int8" and not int8_supported():
+        raise ValueError("precision 'int8' needs OpenVINO on an x86 CPU, absent here: use 'fp32' (or 'bf16')")
     if name == "fp16" and device.type != "cuda":
         raise ValueError("precision 'fp16' runs on CUDA only: use 'int8', 'bf16' or 'fp32' on the CPU")
     return name

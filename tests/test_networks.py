@@ -114,7 +114,8 @@ def test_folded_batch_norm_gives_the_same_features():
 
 
 def test_int8_backbone_matches_fp32_on_a_real_crop(shared_data):
-    """The shipped network's conv4 in int8 (calibrated on one frame) stays within 3 % of fp32 on a later frame."""
+    """The shipped network's conv4 in int8 (OpenVINO, the shipped ranges) stays within 3 % of fp32 on real
+    crops, and its convolutions run in 8-bit."""
     import numpy as np
 
     from mlt_plugin.networks.int8 import Int8Backbone, int8_supported
@@ -123,26 +124,48 @@ def test_int8_backbone_matches_fp32_on_a_real_crop(shared_data):
     from mlt_plugin.tracking.crops import context_size, crop_square
 
     if not int8_supported():
-        pytest.skip("PyTorch's x86 int8 engine is absent on this machine")
+        pytest.skip("int8 needs OpenVINO on an x86 CPU")
     net = load_weights("mt")[0].eval().fold_batch_norm()
+    assert net.int8_activation_max is not None  # the shipped calibration file
     sequence = load_sequence(shared_data / "otb" / "Bird2")
-    x, y, w, h = sequence.boxes[0]
+    x, y, w, h = sequence.boxes[40]
     side = context_size(w, h, 0.5) * 255 / 127
-
-    def crops(index):
-        image = sequence.frame(index)
-        batch = [crop_square(image, (x + w / 2, y + h / 2), side * s, 255, image.mean((0, 1))) for s in (0.97, 1, 1.03)]
-        return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float()
-
-    backbone = Int8Backbone(net)
-    with pytest.raises(RuntimeError, match="calibrate"):
-        backbone(crops(0))
-    backbone.calibrate(crops(0))
-    later = crops(40)
+    image = sequence.frame(40)
+    crops = np.stack([crop_square(image, (x + w / 2, y + h / 2), side * s, 255, image.mean((0, 1))) for s in (0.97, 1, 1.03)])
+    backbone = Int8Backbone(net, 3, 255, net.int8_activation_max)
     with torch.inference_mode():
-        expected = net.conv4_features(later)
-    error = float((backbone(later) - expected).norm() / expected.norm())
+        expected = net.conv4_features(torch.from_numpy(crops).permute(0, 3, 1, 2).float())
+    error = float((backbone(crops) - expected).norm() / expected.norm())
     assert 0 < error < 0.03
+    runtime = backbone.request.get_compiled_model().get_runtime_model()
+    precisions = {op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime.get_ops()
+                  if op.get_rt_info()["layerType"].astype(str) == "Convolution"}
+    assert precisions <= {"u8", "i8"}, precisions
+    with pytest.raises(ValueError, match="built for uint8 crops"):
+        backbone(crops[:1])
+    with pytest.raises(ValueError, match="3 positive numbers"):
+        Int8Backbone(net, 3, 255, [1.0, 0.0, 2.0])
+
+
+def test_int8_calibration_file_is_checked_against_its_weights(tmp_path):
+    from mlt_plugin.networks.int8 import calibration_path, write_calibration
+    from mlt_plugin.networks.weights_io import load_weights, save_weights
+
+    net = MatchingNetwork(224).eval()
+    path = tmp_path / "mine.safetensors"
+    save_weights(path, net)
+    assert load_weights("mt", path)[0].int8_activation_max is None  # no file: the tracker calibrates once
+    write_calibration(path, load_weights("mt", path)[0], torch.tensor([1.0, 2.0, 3.0]), crops=6)
+    assert calibration_path(path).name == "mine.int8.json"
+    assert load_weights("mt", path)[0].int8_activation_max.tolist() == [1.0, 2.0, 3.0]
+    with torch.no_grad():
+        net.backbone[0].weight.add_(0.1)  # retrained since: the ranges no longer belong to it
+    save_weights(path, net)
+    with pytest.raises(ValueError, match="other weights"):
+        load_weights("mt", path)
+    calibration_path(path).write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable"):
+        load_weights("mt", path)
 
 
 def test_precision_resolution():

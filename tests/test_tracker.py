@@ -212,6 +212,35 @@ def test_weights_round_trip_and_errors(tmp_path):
         weights_io.load_weights("mlt", tmp_path / "nope.safetensors")
 
 
+def test_int8_is_calibrated_once_per_tracker(demo, tmp_path, monkeypatch):
+    """Shipped weights bring their ranges; a file without a calibration file is calibrated on the first
+    sequence only, and every later initialize (VOT's re-initialisations) reuses the same int8 network."""
+    from mlt_plugin.networks.int8 import int8_supported
+    from mlt_plugin.tracking import tracker as tracker_module
+
+    if not int8_supported():
+        pytest.skip("int8 needs OpenVINO on an x86 CPU")
+    calls = []
+    original = tracker_module.activation_maxima
+    monkeypatch.setattr(tracker_module, "activation_maxima", lambda *a: calls.append(1) or original(*a))
+    params = load_parameters("mt")
+    params.precision = "int8"
+    shipped = MLT(params)
+    shipped.initialize(demo.frame(0), demo.boxes[0])
+    assert calls == [] and shipped.int8_backbone is not None
+
+    path = tmp_path / "copy.safetensors"
+    path.write_bytes(weights_io.DEFAULT_FILES["mt"].read_bytes())  # the same weights, no calibration file
+    params = load_parameters("mt")
+    params.precision, params.weights = "int8", str(path)
+    tracker = MLT(params)
+    tracker.initialize(demo.frame(0), demo.boxes[0])
+    backbone = tracker.int8_backbone
+    tracker.track(demo.frame(1))
+    tracker.initialize(demo.frame(5), demo.boxes[5])
+    assert calls == [1] and tracker.int8_backbone is backbone
+
+
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
 def test_precisions_track_a_real_sequence_alike(shared_data, precision):
     """Reduced precisions follow the target on 30 frames of Bird2 as fp32 does (IoU with fp32's boxes)."""
@@ -220,7 +249,7 @@ def test_precisions_track_a_real_sequence_alike(shared_data, precision):
     from mlt_plugin.params import cpu_has_bf16
 
     if precision == "int8" and not int8_supported():
-        pytest.skip("PyTorch's x86 int8 engine is absent on this machine")
+        pytest.skip("int8 needs OpenVINO on an x86 CPU")
     if precision == "bf16" and not cpu_has_bf16():
         pytest.skip("this CPU has no native bf16 (emulated bf16 is too slow for a test)")
     sequence = load_sequence(shared_data / "otb" / "Bird2")

@@ -60,6 +60,9 @@ class MatchingNetwork(nn.Module):
         self.response_bias = nn.Parameter(torch.tensor(-5.0))
         self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255)
         self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255)
+        # conv1-3 output ranges for the int8 search backbone (networks/int8.py), from the weight file's
+        # calibration file where it has one.
+        self.int8_activation_max = None
 
     def conv4_features(self, images: torch.Tensor) -> torch.Tensor:
         """RGB images (B, 3, H, W), 0-255 values, to conv4 features (B, 256, h, w)."""

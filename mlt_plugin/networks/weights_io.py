@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mlt_plugin.networks.int8 import read_calibration
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
 
@@ -149,6 +150,7 @@ def load_weights(variant: str, path=None):
         return matching, meta_learner
     tensors = _read(path)
     _load_into(matching, tensors, "matching.", path)
+    matching.int8_activation_max = read_calibration(path, matching)
     if meta_learner is not None:
         _load_into(meta_learner, tensors, "meta.", path)
     return matching, meta_learner

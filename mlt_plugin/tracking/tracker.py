@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mlt_plugin.geometry import RESPONSE_SIZE
-from mlt_plugin.networks.int8 import Int8Backbone
+from mlt_plugin.networks.int8 import Int8Backbone, activation_maxima
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
 from mlt_plugin.params import TrackerParams, load_parameters, resolve_device, resolve_precision
@@ -79,7 +79,7 @@ class MLT:
         # layer, the L2 normalisation and the correlation always run in fp32: with them in bf16 too, the
         # logits that choose the box moved 7x more than with bf16 in conv1-4 alone (README, "Precision").
         self.precision = resolve_precision(params.get("precision", "auto"), self.device)
-        self.int8_backbone = Int8Backbone(self.net) if self.precision == "int8" else None
+        self.int8_backbone = None  # built at the first initialize (calibrated once, see _build_int8)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
         up = params.response_upsample * RESPONSE_SIZE
@@ -109,8 +109,8 @@ class MLT:
         self.search_side = exemplar_side * p.instance_size / p.exemplar_size
         exemplar = crop_square(image, self.center, exemplar_side, p.exemplar_size, self.pad_color)
         self.net.conv5.weight.data.copy_(self._initial_w5)  # undo fine-tuning from a previous sequence
-        if self.int8_backbone is not None:  # activation ranges of this sequence, from its first search crops
-            self.int8_backbone.calibrate(self._search_crops(image))
+        if self.precision == "int8" and self.int8_backbone is None:
+            self._build_int8(image)
         with torch.inference_mode():
             template_conv4 = self.net.conv4_features(self._to_tensor([exemplar]))
         self.template_conv4 = template_conv4.float().clone()  # a normal tensor: updates differentiate through it
@@ -293,20 +293,31 @@ class MLT:
         self.stage_seconds[stage] += now - since
         return now
 
-    def _search_crops(self, image):
+    def _build_int8(self, image):
+        """The int8 conv1-4, once per tracker: its activation ranges come from the weight file (shipped files
+        carry them, see tools/calibrate_int8.py), else from this first frame's search crops, kept for every
+        later sequence (VOT's re-initialisations included)."""
+        maxima = self.net.int8_activation_max
+        if maxima is None:
+            with torch.inference_mode():
+                maxima = activation_maxima(self.net, self._to_tensor(self._search_crops(image)))
+        self.int8_backbone = Int8Backbone(self.net, len(self.scales), self.params.instance_size, maxima)
+
+    def _search_crops(self, image) -> np.ndarray:
+        """The search crops at every scale, (S, size, size, 3) uint8."""
         sides = self.search_side * self.scales
-        return self._to_tensor([crop_square(image, self.center, s, self.params.instance_size, self.pad_color) for s in sides])
+        return np.stack([crop_square(image, self.center, s, self.params.instance_size, self.pad_color) for s in sides])
 
     def _search_conv4(self, crops):
         """conv1-4 of the search crops in the tracker's precision, returned in fp32."""
         if self.int8_backbone is not None:
             return self.int8_backbone(crops)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            return self.net.conv4_features(crops).float()
+            return self.net.conv4_features(self._to_tensor(crops)).float()
 
     def _to_tensor(self, crops):
         # HxWxC crops are already channels-last: permute without copying; move as uint8 (a quarter of
         # float's bytes to a GPU), then convert there.
-        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+        batch = torch.from_numpy(np.asarray(crops)).permute(0, 3, 1, 2)
         return batch.to(self.device, memory_format=torch.channels_last).to(self.params.dtype)
 

@@ -10,7 +10,7 @@ def parameters() -> TrackerParams:
     params.name = "default"
     params.device = default_device()
     params.dtype = torch.float32  # network run dtype; weights are fp16 on disk
-    params.precision = "auto"  # search conv1-4: "auto" (int8 on x86 CPUs, fp16 on CUDA), "fp32", "int8", "bf16", "fp16"
+    params.precision = "auto"  # search conv1-4: "auto" (int8 on x86 CPUs via OpenVINO, fp16 on CUDA), "fp32", "int8", "bf16", "fp16"
     params.weights = None  # None: the weights shipped in mlt_plugin/weights/
     params.num_threads = None  # torch CPU threads; None leaves torch's default
 
