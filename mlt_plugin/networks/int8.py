@@ -141,6 +141,8 @@ class Int8Backbone:
             if convs < 3:  # conv1-3 feed a convolution: uint8; conv4's output stays float
                 x = fake_quantize(x, 0.0, float(maxima[convs]), 256)
             convs += 1
+        # NHWC out: handed to torch as a channels-last view, in which the last layer's 1x1 conv is ~2x faster.
+        x = ops.transpose(x, ops.constant(np.array([0, 2, 3, 1], np.int64)))
         model = ov.Model([ops.result(x)], [crops], "mlt_conv4_int8")
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
                   "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
@@ -152,4 +154,4 @@ class Int8Backbone:
             raise ValueError(f"int8 backbone built for uint8 crops {(self.batch, self.size, self.size, 3)}, "
                              f"got {crops.dtype} {crops.shape}")
         # The output buffer is the request's own, overwritten by the next call: copy it out.
-        return torch.from_numpy(self.request.infer({0: crops})[0].copy())
+        return torch.from_numpy(self.request.infer({0: crops})[0].copy()).permute(0, 3, 1, 2)
