@@ -38,6 +38,7 @@ class Sequence:
     visible: np.ndarray = field(default=None)  # (N,) bool: target visible and annotated
     fps: float = None  # the source's frame rate, where known
     one_based: bool = False  # the layout's own box files are 1-based (result files are written alike)
+    label: str = None  # the object's class, where the layout has one (Tiny ImageNet): the backbone stage's target
 
     def __post_init__(self):
         if self.visible is None:

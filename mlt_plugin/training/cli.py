@@ -6,12 +6,13 @@ from mlt_plugin.training.datasets import load_source, parse_source_spec
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
-        help="train the matching network (eq. 6), MLT-mt, or the meta-learner (eq. 7)",
+        help="train the backbone (classification), the matching network (eq. 6), MLT-mt, or the meta-learner (eq. 7)",
         description="Sources are KIND:ROOT[:WEIGHT] (KIND seq: any OTB/VOT/LaSOT/GOT-10k/UAV123/UAVDT/DTB70 root; "
         "vid: ILSVRC VID, the ILSVRC2015 folder or a folder under Data/VID; coco: YOLO still images). "
         "Without --source: the training split of ../shared/data (videos only for the meta stage).",
     )
-    parser.add_argument("stage", choices=["matching", "mt", "meta"])
+    parser.add_argument("stage", choices=["backbone", "matching", "mt", "meta"],
+                        help="backbone: conv1-4 classify labelled objects (issue 21), the --init of matching / mt")
     parser.add_argument("--source", action="append", default=[], help="KIND:ROOT[:WEIGHT], repeatable")
     parser.add_argument("--exclude", nargs="*", default=None,
                         help="sequence names never to train on (default with the shared data: the validation split)")
@@ -32,7 +33,8 @@ def add_parser(subparsers):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-source", action="append", default=[],
-                        help="KIND:ROOT whose validation sequences (split.py) give validation pairs / episodes")
+                        help="KIND:ROOT whose validation sequences (split.py) give validation pairs / episodes; "
+                        "backbone stage: all of its labelled images (e.g. Tiny ImageNet val)")
     parser.add_argument("--val-every", type=int, default=100, help="validation every N steps")
     parser.add_argument("--val-batches", type=int, default=10,
                         help="fixed validation batches per check (more: a less noisy validation loss)")
@@ -84,11 +86,12 @@ def run(args):
             source = load_source(kind, root, weight)
         except ValueError:
             continue
-        source.trajectories = [t for t in source.trajectories if split.is_validation(t.name) and t.name not in split.HELD_OUT]
+        if args.stage != "backbone":  # the backbone stage's held-out images are a source of their own (Tiny ImageNet val)
+            source.trajectories = [t for t in source.trajectories if split.is_validation(t.name) and t.name not in split.HELD_OUT]
         if source.trajectories:
             val_sources.append(source)
             print(f"validation {kind}:{root}: {', '.join(t.name for t in source.trajectories)}")
-    iterations = args.iterations or (11000 if args.stage == "meta" else 95000)
+    iterations = args.iterations or {"meta": 11000, "backbone": 20000}.get(args.stage, 95000)
     loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
                  args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
                  feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,

@@ -279,3 +279,48 @@ class EpisodeDataset(torch.utils.data.Dataset):
             "z": _to_tensor(zs),  # (B * num_reg, 3, 255, 255), grouped by episode
             "centers": torch.tensor(np.array(centers), dtype=torch.float32),
         }
+
+
+def class_sampler():
+    """The backbone stage's augmentation (issue 21): scale +-30 %, shift +-3 cells, colour, grayscale, blur,
+    noise and flip of the exemplar-scale crop, so that the features learn the object, not its framing."""
+    return CropSampler(scale_jitter=0.3, shift_jitter=24.0, blur=0.3, noise=4.0, color=0.3, grayscale=0.1)
+
+
+def class_index(sources) -> dict:
+    """{label: index} over the labelled trajectories of ``sources``, sorted by label (stable across runs)."""
+    labels = sorted({t.label for s in sources for t in s.trajectories if getattr(t, "label", None) is not None})
+    if not labels:
+        raise ValueError("the backbone stage classifies labelled images: give a labelled source "
+                         "(e.g. --source tinyimagenet:ROOT)")
+    return {label: k for k, label in enumerate(labels)}
+
+
+class ClassificationDataset(torch.utils.data.Dataset):
+    """Item ``i``: batch ``i`` of augmented exemplar-scale crops (127, SiamFC context, as the tracker's
+    template) of labelled objects, with their class indices. Unlabelled trajectories are never drawn."""
+
+    def __init__(self, sources, classes, iterations, batch_size=64, seed=0, sampler=None, first_sample=0):
+        self.objects = [(t, classes[t.label]) for s in sources for t in s.trajectories
+                        if getattr(t, "label", None) in classes]
+        if not self.objects:
+            raise ValueError("no labelled objects of the known classes in these sources")
+        self.iterations, self.batch_size, self.first_sample = iterations, batch_size, first_sample
+        self.seed = seed
+        self.sampler = sampler or class_sampler()
+
+    def __len__(self):
+        return self.iterations
+
+    def __getitem__(self, iteration):
+        crops, labels = [], []
+        for k in range(self.first_sample, self.first_sample + self.batch_size):
+            rng = np.random.default_rng([self.seed, iteration, k])
+            trajectory, label = self.objects[rng.integers(len(self.objects))]
+            i = rng.choice(_visible_frames(trajectory))
+            crop, _, _ = self.sampler.crop(rng, trajectory.frame(i), trajectory.boxes[i], EXEMPLAR)
+            if self.sampler.flip and rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            crops.append(self.sampler.photometric(rng, crop))
+            labels.append(label)
+        return {"x": _to_tensor(crops), "label": torch.tensor(labels, dtype=torch.long)}

@@ -23,7 +23,83 @@ from mlt_plugin.networks.weights_io import load_matching, load_weights, save_wei
 from mlt_plugin.params import cpu_has_bf16, resolve_device
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
-from mlt_plugin.training.sampling import CropSampler, EpisodeDataset, PairDataset
+from mlt_plugin.training.sampling import ClassificationDataset, CropSampler, EpisodeDataset, PairDataset, class_index
+
+
+class Classifier(torch.nn.Module):
+    """The backbone stage's network: conv1-4 of a matching network, global average pooling, one linear layer."""
+
+    def __init__(self, net, classes):
+        super().__init__()
+        self.net = net
+        self.head = torch.nn.Linear(net.conv5.in_channels, classes)
+
+    def forward(self, images):
+        return self.head(self.net.conv4_features(images).mean((2, 3)))
+
+
+class BackboneStage:
+    """Before the matching stage (issue 21): conv1-4 learn general features by classifying labelled objects
+    (Tiny ImageNet's 200 classes) from exemplar-scale crops, through a small head dropped afterwards:
+    global average pooling of conv4 and one linear layer. The paper needs no such stage, as its matching
+    network learns from ILSVRC VID's 4,000 videos; here the videos are a few dozen, and 110,000 labelled
+    images are what carries many object identities. Exported as a matching network file whose conv1-4
+    are trained and whose last layer is fresh, the ``--init`` of ``mlt train matching`` / ``mt``."""
+
+    export_name = "backbone.safetensors"
+
+    def __init__(self, device, memory_format=torch.channels_last):
+        self.device, self.memory_format = device, memory_format
+        self.classes = None  # {label: index}, fixed by the training sources in prepare()
+        self.model = None
+
+    def _build(self, count):
+        self.model = Classifier(MatchingNetwork(BASE_CHANNELS), count).to(self.device).to(memory_format=self.memory_format)
+
+    def trainable(self):
+        return self.model
+
+    def load_init(self, path):
+        """Warm start of conv1-4 (and the rest of the matching network) from a weight file; the head starts fresh."""
+        self.model.net.load_state_dict(load_matching(path, BASE_CHANNELS).state_dict())
+
+    def prepare(self, sources, rank, world):
+        self.classes = class_index(sources)
+        self._build(len(self.classes))
+        return sources
+
+    def dataset(self, sources, iterations, batch_size, seed, first_sample):
+        return ClassificationDataset(sources, self.classes, iterations, batch_size, seed=seed, first_sample=first_sample)
+
+    def logits(self, module, x):
+        return module(x.float().contiguous(memory_format=self.memory_format))
+
+    def loss(self, module, batch):
+        return torch.nn.functional.cross_entropy(self.logits(module, batch["x"]), batch["label"])
+
+    def validation_data(self, sources, val_sources, batch_size, count, seed):
+        """Fixed batches of held-out labelled images (e.g. Tiny ImageNet val) and of the training images."""
+        def fixed(from_sources):
+            data = ClassificationDataset(from_sources, self.classes, count, batch_size, seed=seed + 1000)
+            return [{k: v.to(self.device) for k, v in data[i].items()} for i in range(count)]
+        return {"validation": fixed(val_sources), "training": fixed(sources)}
+
+    def validation(self, module, data) -> dict:
+        """Cross-entropy and top-1 accuracy in eval mode, held-out first (its loss picks the best state)."""
+        was_training = module.training
+        module.eval()
+        result = {}
+        with torch.no_grad():
+            for name, batches in data.items():
+                logits = [(self.logits(module, b["x"]), b["label"]) for b in batches]
+                result[name] = float(torch.stack([torch.nn.functional.cross_entropy(z, y) for z, y in logits]).mean())
+                result[f"{name}_accuracy"] = float(torch.cat([z.argmax(1) == y for z, y in logits]).float().mean())
+        module.train(was_training)
+        return {**result, "gap": result["validation"] - result["training"]}
+
+    def export(self, path, suffix=""):
+        save_weights(path / self.export_name.replace(".safetensors", f"{suffix}.safetensors"), self.model.net,
+                     metadata={"variant": "backbone", "classes": len(self.classes)})
 
 
 class MatchingStage:
@@ -233,7 +309,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
           search_size=INSTANCE_SIZE, last_layer_only=False):
-    """Run (or resume) one training stage; returns the final loss. ``stage_name``: matching | mt | meta.
+    """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
         ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame;
@@ -272,13 +348,17 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
                              workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
         stage = MetaStage(matching_weights, device, feature_cache=feature_cache, cache_options=cache_options)
+    elif stage_name == "backbone":
+        if feature_cache is not None or last_layer_only:
+            raise ValueError("--feature-cache and --train-last-layer are not for the backbone stage")
+        stage = BackboneStage(device)
     elif stage_name in ("matching", "mt"):
         if feature_cache is not None:
             raise ValueError("--feature-cache is for the meta stage (the matching network trains, its features change)")
         stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size,
                               last_layer_only=last_layer_only)
     else:
-        raise ValueError(f"unknown training stage {stage_name!r}: matching, mt or meta")
+        raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt or meta")
 
     if crop_cache is not None:
         sources = _built_once(rank, world, lambda build: prepare_crop_cache(crop_cache, sources, workers=workers, build=build))
