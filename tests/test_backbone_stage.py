@@ -74,3 +74,44 @@ def test_backbone_stage_learns_and_exports_a_matching_init(tmp_path):
     matching = MatchingStage(192, CPU)
     matching.load_init(tmp_path / "backbone.safetensors")  # what `mlt train matching --init` does
     assert torch.allclose(matching.model.state_dict()["backbone.0.weight"], trained.half().float())
+
+
+def _tiny_imagenet(root):
+    """Two classes of train images and two val images, in Tiny ImageNet's layout (64x64 JPEGs)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for wnid in ("n01", "n02"):
+        folder = root / "train" / wnid
+        (folder / "images").mkdir(parents=True)
+        lines = []
+        for k in range(3):
+            cv2.imwrite(str(folder / "images" / f"{wnid}_{k}.JPEG"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+            lines.append(f"{wnid}_{k}.JPEG\t{k}\t2\t{40 + k}\t50")
+        (folder / f"{wnid}_boxes.txt").write_text("\n".join(lines) + "\n")
+    (root / "val" / "images").mkdir(parents=True)
+    for k in range(2):
+        cv2.imwrite(str(root / "val" / "images" / f"val_{k}.JPEG"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    # val_1's box is 6x5 px: too small to crop an exemplar from, left out.
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn02\t0\t32\t44\t62\nval_1.JPEG\tn01\t52\t55\t57\t59\n")
+
+
+def test_tiny_imagenet_reader(tmp_path):
+    from mlt_plugin.training.datasets import load_source
+
+    _tiny_imagenet(tmp_path / "tiny-imagenet-200")
+    train = load_source("tinyimagenet", str(tmp_path / "tiny-imagenet-200"))
+    assert len(train.trajectories) == 6 and {t.label for t in train.trajectories} == {"n01", "n02"}
+    first = train.trajectories[0]
+    assert first.label == "n01" and first.boxes[0].tolist() == [0, 2, 41, 49]  # inclusive corners
+    assert first.frame(0).shape == (64, 64, 3)
+    val = load_source("tinyimagenet", str(tmp_path / "tiny-imagenet-200" / "val"))
+    assert [(t.label, t.boxes[0].tolist()) for t in val.trajectories] == [("n02", [0, 32, 45, 31])]
+    batch = ClassificationDataset([train], class_index([train]), 1, batch_size=3)[0]
+    assert batch["x"].shape == (3, 3, 127, 127)
+
+    (tmp_path / "tiny-imagenet-200" / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn02\t0\t32\n")
+    with pytest.raises(ValueError, match="line 1: expected 6"):
+        load_source("tinyimagenet", str(tmp_path / "tiny-imagenet-200" / "val"))
+    with pytest.raises(ValueError, match="not a Tiny ImageNet folder"):
+        load_source("tinyimagenet", str(tmp_path / "tiny-imagenet-200" / "train" / "n01"))

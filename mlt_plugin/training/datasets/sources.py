@@ -7,9 +7,10 @@ import numpy as np
 
 from mlt_plugin.sequences import load_sequences
 from mlt_plugin.training.datasets.coco import load_yolo_images
+from mlt_plugin.training.datasets.tinyimagenet import load_tiny_imagenet
 from mlt_plugin.training.datasets.vid import load_vid
 
-KINDS = ("seq", "vid", "coco")
+KINDS = ("seq", "vid", "coco", "tinyimagenet")
 
 
 @dataclass
@@ -22,13 +23,16 @@ class Source:
 
 def load_source(kind: str, root: str, weight: float = 1.0, exclude=()) -> Source:
     """Read one root. kind 'seq': any video layout mlt_plugin.sequences reads (OTB, VOT, LaSOT, GOT-10k,
-    UAV123, UAVDT, DTB70); 'vid': ILSVRC VID; 'coco': YOLO still images."""
+    UAV123, UAVDT, DTB70); 'vid': ILSVRC VID; 'coco': YOLO still images; 'tinyimagenet': labelled still
+    images (Tiny ImageNet's train or val folder)."""
     if kind == "seq":
         trajectories = [s for s in load_sequences(root) if s.name not in exclude and s.visible.sum() >= 2]
     elif kind == "vid":
         trajectories = [s for s in load_vid(root, exclude) if s.visible.sum() >= 2]
     elif kind == "coco":
         trajectories = load_yolo_images(root)
+    elif kind == "tinyimagenet":
+        trajectories = load_tiny_imagenet(root)
     else:
         raise ValueError(f"unknown source kind {kind!r}; expected one of {KINDS}")
     if not trajectories:
