@@ -90,7 +90,8 @@ def run(args):
             source.trajectories = [t for t in source.trajectories if split.is_validation(t.name) and t.name not in split.HELD_OUT]
         if source.trajectories:
             val_sources.append(source)
-            print(f"validation {kind}:{root}: {', '.join(t.name for t in source.trajectories)}")
+            names = source.trajectories if len(source.trajectories) <= 20 else []
+            print(f"validation {kind}:{root}: {len(source.trajectories)} trajectories {' '.join(t.name for t in names)}")
     iterations = args.iterations or {"meta": 11000, "backbone": 20000}.get(args.stage, 95000)
     loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
                  args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
