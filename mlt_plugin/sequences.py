@@ -258,6 +258,33 @@ def _uav123_root(root: Path) -> list:
     return sequences
 
 
+def mask_box(mask_path: Path) -> np.ndarray:
+    """[x, y, w, h] of a mask's non-zero pixels (0-based, pixel extent), NaN for an empty mask."""
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ValueError(f"cannot read mask {mask_path}")
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return np.full(4, np.nan)
+    return np.array([cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1], dtype=np.float64)
+
+
+def _davis(root: Path, name: str) -> Sequence:
+    """DAVIS 2016: JPEGImages/480p/<name>/NNNNN.jpg, one object's mask per frame in Annotations/480p/<name>/
+    NNNNN.png; the box is the mask's extent, an empty mask an absent target."""
+    frames = _images_in(root / "JPEGImages" / "480p" / name)
+    masks = root / "Annotations" / "480p" / name
+    missing = [f for f in frames if not (masks / f"{Path(f).stem}.png").is_file()]
+    if missing:
+        raise FileNotFoundError(f"DAVIS sequence {name}: no mask {masks / (missing[0].stem + '.png')} for frame {missing[0]}")
+    boxes = np.stack([mask_box(masks / f"{Path(f).stem}.png") for f in frames]) if frames else np.zeros((0, 4))
+    return _checked(name, frames, boxes, masks)
+
+
+def is_davis_root(path: Path) -> bool:
+    return (path / "JPEGImages" / "480p").is_dir() and (path / "Annotations" / "480p").is_dir()
+
+
 def is_uav123_root(path: Path) -> bool:
     return (path / "data_seq").is_dir() and (path / "anno").is_dir() and bool(
         list(path.glob("UAV*.json")) or list(path.glob("configSeqs*.m")))
@@ -285,6 +312,8 @@ def load_sequences(path, max_depth: int = 3) -> list:
         raise ValueError(f"{path} is a file; expected a sequence folder or a benchmark root (videos: use load_video)")
     if is_uav123_root(path):
         return _uav123_root(path)
+    if is_davis_root(path):
+        return [_davis(path, d.name) for d in sorted((path / "JPEGImages" / "480p").iterdir()) if d.is_dir()]
     found = _targets_in_folder(path)
     if found or max_depth == 0:
         return found
@@ -302,9 +331,13 @@ def load_sequence(path) -> Sequence:
         found = _uav123_root(path)
     if not found and path.is_dir() and path.parent.parent.name == "data_seq" and is_uav123_root(path.parents[2]):
         found = [s for s in _uav123_root(path.parents[2]) if Path(s.frames[0]).parent.resolve() == path.resolve()]
+    if not found and path.is_dir() and is_davis_root(path):
+        found = load_sequences(path)
+    if not found and path.is_dir() and path.parent.name == "480p" and is_davis_root(path.parents[2]):
+        found = [_davis(path.parents[2], path.name)]
     if not found:
         raise ValueError(
-            f"{path} is not a sequence folder in a known layout (OTB, VOT, LaSOT, GOT-10k, UAV123, UAVDT): "
+            f"{path} is not a sequence folder in a known layout (OTB, VOT, LaSOT, GOT-10k, UAV123, UAVDT, DAVIS): "
             "expected img/ + groundtruth_rect.txt, groundtruth.txt + frames, or a VOT 'sequence' file"
         )
     return found[0]

@@ -357,3 +357,25 @@ def test_tracker_reports_unknown_device():
     params.device = "tpu"
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         MLT(params)
+
+
+def test_davis_layout_boxes_from_masks(tmp_path):
+    """DAVIS 2016: frames in JPEGImages/480p/<seq>, masks in Annotations/480p/<seq>; box = mask extent."""
+    root = tmp_path / "DAVIS"
+    frames, masks = root / "JPEGImages" / "480p" / "cat", root / "Annotations" / "480p" / "cat"
+    frames.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    for k in range(3):
+        cv2.imwrite(str(frames / f"{k:05d}.jpg"), RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+        mask = np.zeros((24, 32), np.uint8)
+        if k < 2:
+            mask[5 + k : 11, 3:20] = 255  # rows 5+k..10, columns 3..19
+        cv2.imwrite(str(masks / f"{k:05d}.png"), mask)
+    (sequence,) = load_sequences(root)
+    assert sequence.name == "cat" and len(sequence) == 3
+    assert sequence.boxes[0].tolist() == [3, 5, 17, 6] and sequence.boxes[1].tolist() == [3, 6, 17, 5]
+    assert sequence.visible.tolist() == [True, True, False]  # an empty mask: the target is absent
+    assert load_sequence(frames).boxes[1].tolist() == [3, 6, 17, 5]
+    (masks / "00002.png").unlink()
+    with pytest.raises(FileNotFoundError, match="00002.png"):
+        load_sequences(root)
