@@ -118,6 +118,8 @@ def _add_eval(subparsers):
     parser.add_argument("--precision", help=PRECISION_HELP)
     parser.add_argument("--weights", help="weights file (default: the shipped weights)")
     parser.add_argument("--data", help="shared data folder for the default validation split (default: ../shared/data)")
+    parser.add_argument("--half", choices=["select", "report"],
+                        help="without PATHS: one fixed half of the validation split (choices on select, claims on report)")
     parser.add_argument("--out", default="results/eval", help="folder for results.json, the plots and results/")
     parser.set_defaults(func=run_eval)
 
@@ -131,7 +133,9 @@ def run_eval(args):
 
     for name in args.params:
         load_parameters(parse_variant(name)[0])  # fail now on an unknown name, not inside a worker
-    sequences = [s for path in args.paths for s in load_sequences(path)] if args.paths else validation_sequences(args.data)
+    if args.paths and args.half:
+        raise ValueError("--half picks a half of the validation split: give either PATHS or --half")
+    sequences = [s for path in args.paths for s in load_sequences(path)] if args.paths else validation_sequences(args.data, half=args.half)
     if not sequences:
         raise ValueError(f"no sequences found in {args.paths}")
     overrides = {"device": args.device, "weights": args.weights, "precision": args.precision}

@@ -71,7 +71,7 @@ def run(args):
     from mlt_plugin.training.trainer import train
 
     # Without --exclude the validation sequences (and Biker470, a longer cut of Biker) are never trained on.
-    validation = set(split.VALIDATION) | set(split.VALIDATION_TRAINDATA) | split.HELD_OUT
+    validation = set(split.VALIDATION) | split.HELD_OUT
     if args.source:
         specs, exclude = [parse_source_spec(s) for s in args.source], validation if args.exclude is None else set(args.exclude)
     else:
