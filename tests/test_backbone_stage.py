@@ -115,3 +115,19 @@ def test_tiny_imagenet_reader(tmp_path):
         load_source("tinyimagenet", str(tmp_path / "tiny-imagenet-200" / "val"))
     with pytest.raises(ValueError, match="not a Tiny ImageNet folder"):
         load_source("tinyimagenet", str(tmp_path / "tiny-imagenet-200" / "train" / "n01"))
+
+
+def test_look_alikes_of_the_same_class_are_pasted_beside_the_target():
+    """Labelled stills: with distractor pairs on, z holds a second object of the target's class, while
+    the label map still has its positive only at the target."""
+    from mlt_plugin.training.sampling import CropSampler, PairDataset
+
+    source = _labelled_source(count=4)
+    options = dict(batch_size=4, negative=0.0, paste=0.0, occlude=0.0, rotate=0.0, sampler=CropSampler(flip=False))
+    plain = PairDataset([source], 1, distractor=0.0, **options)
+    hard = PairDataset([source], 1, distractor=1.0, **options)
+    assert set(hard.same_label) == {"bright", "dark"}
+    a, b = plain[0], hard[0]
+    assert torch.equal(a["x"], b["x"]) and torch.equal(a["centers"], b["centers"])  # same targets, same labels
+    changed = (a["z"].int() - b["z"].int()).abs().sum((1, 2, 3))
+    assert (changed > 0).all()  # every search crop got its look-alike

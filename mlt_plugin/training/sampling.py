@@ -136,7 +136,9 @@ class PairDataset(torch.utils.data.Dataset):
     Most pairs are two frames of one trajectory. With probability ``negative`` z comes from another
     trajectory (no positive label anywhere); with probability ``distractor``, when the exemplar is a still
     image's object that shares its image with other objects, z is centred on one of those (the target is
-    positive only where it falls inside the map). Pairs from one still image (COCO) are made hard: z is
+    positive only where it falls inside the map), and when it is a labelled still object (Tiny ImageNet),
+    another object of its class is pasted into z beside it (a look-alike, negative everywhere but on the
+    target, issue 21). Pairs from one still image (COCO) are made hard: z is
     rotated about the target, and with probability ``paste`` the target is pasted on another trajectory's
     background, then with probability ``occlude`` partly covered by a patch of that background.
     ``search_size``: the search crop's side (255 as in the paper; smaller crops train faster, the network
@@ -163,6 +165,12 @@ class PairDataset(torch.utils.data.Dataset):
                 if len(traj) == 1 and isinstance(traj.frames[0], (str, Path)):
                     by_image.setdefault(str(traj.frames[0]), []).append(traj)
         self.same_image = {path: group for path, group in by_image.items() if len(group) > 1}
+        by_label = {}
+        for source in sources:
+            for traj in source.trajectories:
+                if len(traj) == 1 and traj.label is not None:
+                    by_label.setdefault(traj.label, []).append(traj)
+        self.same_label = {label: group for label, group in by_label.items() if len(group) > 1}
 
     def __len__(self):
         return self.iterations
@@ -198,6 +206,9 @@ class PairDataset(torch.utils.data.Dataset):
             group = self.same_image.get(str(traj.frames[0]), [])
             if group and kind < self.negative + self.distractor:
                 return x, *self._distractor_crop(rng, image_i, traj.boxes[i], group)
+            look_alikes = self.same_label.get(traj.label, [])
+            if look_alikes and kind < self.negative + self.distractor:
+                return x, *self._look_alike_crop(rng, image_i, traj, look_alikes)
             return x, *self._hard_still_crop(rng, image_i, traj.boxes[i])
         j = rng.choice(frames[np.abs(frames - i) <= self.max_gap])
         z, offset, _ = self.sampler.crop(rng, image_i if j == i else traj.frame(j), traj.boxes[j], self.search_size)
@@ -212,6 +223,29 @@ class PairDataset(torch.utils.data.Dataset):
         cy, cx = other[1] + other[3] / 2 - offset[0] / scale, other[0] + other[2] / 2 - offset[1] / scale
         target = np.array([box[1] + box[3] / 2 - cy, box[0] + box[2] / 2 - cx]) * scale
         return z, target / STRIDE
+
+    def _look_alike_crop(self, rng, image, traj, group):
+        """z of a still object with another object of its class pasted beside it, at the target's size
+        (+-20 %) and 1-2 target sizes away from it; the label stays on the target alone."""
+        box = traj.boxes[0]
+        z, offset, scale = self.sampler.crop(rng, image, box, self.search_size)
+        other = group[rng.integers(len(group))]
+        while other is traj:
+            other = group[rng.integers(len(group))]
+        ox, oy, ow, oh = other.boxes[0]
+        source = other.frame(0)[int(oy) : int(np.ceil(oy + oh)), int(ox) : int(np.ceil(ox + ow))]
+        w, h = (int(max(round(v * scale * rng.uniform(0.8, 1.2)), 2)) for v in box[2:])
+        size = self.search_size
+        if source.size == 0 or w >= size or h >= size:
+            return z, offset / STRIDE
+        angle = rng.uniform(0, 2 * np.pi)
+        distance = rng.uniform(1.0, 2.0) * np.hypot(box[2], box[3]) * scale
+        cy = (size - 1) / 2 + offset[0] + distance * np.sin(angle)
+        cx = (size - 1) / 2 + offset[1] + distance * np.cos(angle)
+        top, left = int(np.clip(cy - h / 2, 0, size - h)), int(np.clip(cx - w / 2, 0, size - w))
+        z = z.copy()
+        z[top : top + h, left : left + w] = cv2.resize(source, (w, h), interpolation=cv2.INTER_LINEAR)
+        return z, offset / STRIDE
 
     def _hard_still_crop(self, rng, image, box):
         """z of a still image's object: rotated, pasted on another background, partly occluded."""
