@@ -243,9 +243,18 @@ def run(trackers, sequences, result_dir=None, starts=1, workers=1, shard=None, m
         threads = max(1, (os.cpu_count() or 1) // workers)
         items = [(spec, seq, start, max_frames, result_dir, False) for spec, seq, start in todo]
         context = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads
-        with context.Pool(workers, initializer=_worker_init, initargs=(threads,)) as pool:
-            outputs = pool.imap_unordered(_run_item, items)
-            _collect(outputs, results, len(items), log)
+        pool = context.Pool(workers, initializer=_worker_init, initargs=(threads,))
+        try:
+            _collect(pool.imap_unordered(_run_item, items), results, len(items), log)
+        except BaseException:
+            pool.terminate()
+            raise
+        else:
+            # Not terminate(), as `with Pool` does: workers that exit on their own run their finalizers, else
+            # OpenVINO's (int8) leaves a semaphore behind and Python warns about it at exit.
+            pool.close()
+        finally:
+            pool.join()
     else:
         outputs = (_run_item((spec, seq, start, max_frames, result_dir, True)) for spec, seq, start in todo)
         _collect(outputs, results, len(todo), log)
