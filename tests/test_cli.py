@@ -142,3 +142,18 @@ def test_parameter_variants_in_one_run(shared_data, tmp_path):
                  "--frames", "5", "--out", str(out)]) == 0
     report = json.loads((out / "results.json").read_text())
     assert {"mt@precision=fp32", "mt@precision=bf16"} <= set(report)
+
+
+def test_commands_print_no_warnings(shared_data, tmp_path):
+    """No deprecation, user or leaked-resource warning reaches users (issue 22): `mlt track` and a 2-worker
+    `mlt eval` at the default precision, in fresh processes (a warning printed at exit shows only there)."""
+    import subprocess
+    import sys
+
+    dog = str(shared_data / "otb" / "Dog")
+    for args in (["track", dog, "--frames", "3"],
+                 ["eval", dog, str(shared_data / "otb" / "Bird2"), "--params", "mt", "--frames", "3", "--workers", "2",
+                  "--out", str(tmp_path / "eval")]):
+        run = subprocess.run([sys.executable, "-m", "mlt_plugin.cli", *args], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert "Warning" not in run.stdout + run.stderr, run.stderr  # DeprecationWarning, UserWarning, warnings.warn
