@@ -33,7 +33,7 @@ def add_parser(subparsers):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-source", action="append", default=[],
-                        help="KIND:ROOT whose validation sequences (split.py) give validation pairs / episodes; "
+                        help="KIND:ROOT whose select-half validation sequences (split.py) give validation pairs / episodes; "
                         "backbone stage: all of its labelled images (e.g. Tiny ImageNet val)")
     parser.add_argument("--val-every", type=int, default=100, help="validation every N steps")
     parser.add_argument("--val-batches", type=int, default=10,
@@ -80,14 +80,15 @@ def run(args):
     sources = [load_source(kind, root, weight, exclude) for kind, root, weight in specs]
     for source in sources:
         print(f"source {source.kind}:{source.root} weight {source.weight}: {len(source.trajectories)} trajectories")
-    val_sources = []
+    val_sources, select = [], set(split.validation_names("select"))
     for kind, root, weight in (parse_source_spec(s) for s in args.val_source):
         try:
             source = load_source(kind, root, weight)
         except ValueError:
             continue
         if args.stage != "backbone":  # the backbone stage's held-out images are a source of their own (Tiny ImageNet val)
-            source.trajectories = [t for t in source.trajectories if split.is_validation(t.name) and t.name not in split.HELD_OUT]
+            # Checkpoints are chosen here: on the select half only, the report half stays for claims.
+            source.trajectories = [t for t in source.trajectories if t.name in select]
         if source.trajectories:
             val_sources.append(source)
             names = source.trajectories if len(source.trajectories) <= 20 else []
