@@ -22,3 +22,12 @@ def quiet_untrained():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+@pytest.fixture
+def one_thread():
+    """The machine's cores belong to real training runs: training tests use one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

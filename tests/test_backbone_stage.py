@@ -12,12 +12,7 @@ from mlt_plugin.training.trainer import BackboneStage, MatchingStage
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _labelled_source(count=6, seed=0):
