@@ -272,11 +272,17 @@ def mask_box(mask_path: Path) -> np.ndarray:
 def _davis(root: Path, name: str) -> Sequence:
     """DAVIS 2016: JPEGImages/480p/<name>/NNNNN.jpg, one object's mask per frame in Annotations/480p/<name>/
     NNNNN.png; the box is the mask's extent, an empty mask an absent target."""
-    frames = _images_in(root / "JPEGImages" / "480p" / name)
+    folder = root / "JPEGImages" / "480p" / name
+    frames = _images_in(folder)
     masks = root / "Annotations" / "480p" / name
     missing = [f for f in frames if not (masks / f"{Path(f).stem}.png").is_file()]
     if missing:
         raise FileNotFoundError(f"DAVIS sequence {name}: no mask {masks / (missing[0].stem + '.png')} for frame {missing[0]}")
+    # A mask whose frame is missing (e.g. the last one, which leaves no numbering gap) would drop silently.
+    stems = {Path(f).stem for f in frames}
+    orphans = sorted(m for m in masks.glob("*.png") if m.stem not in stems)
+    if orphans:
+        raise FileNotFoundError(f"DAVIS sequence {name}: no frame {folder / orphans[0].stem}.jpg for mask {orphans[0]}")
     boxes = np.stack([mask_box(masks / f"{Path(f).stem}.png") for f in frames]) if frames else np.zeros((0, 4))
     return _checked(name, frames, boxes, masks)
 
