@@ -51,7 +51,7 @@ def test_tiny_imagenet_boxes_and_labels(tmp_path):
     val = load_source(*parse_source_spec(f"tinyimagenet:{root}/val:2")[:2]).trajectories
     assert [(t.label, t.boxes[0].tolist()) for t in val] == [("n002", [1, 2, 50, 59]), ("n001", [0, 0, 64, 64]),
                                                              ("n003", [8, 8, 32, 32])]
-    assert "tinyimagenet" in KINDS and "davis" in KINDS
+    assert "tinyimagenet" in KINDS
 
 
 def test_tiny_imagenet_errors_name_the_file(tmp_path):
@@ -91,24 +91,20 @@ def _davis(root):
 def test_davis_boxes_visibility_and_errors(tmp_path):
     root = tmp_path / "DAVIS"
     _davis(root)
-    cat, dog = load_source("davis", str(root)).trajectories
+    cat, dog = load_source("seq", str(root)).trajectories
     assert cat.name == "cat" and len(cat) == 3 and cat.frames[2].name == "00002.jpg"
     assert cat.boxes[:2].tolist() == [[2, 4, 28, 8], [2, 5, 28, 7]]
     assert np.isnan(cat.boxes[2]).all() and cat.visible.tolist() == [True, True, False]  # empty mask: absent
     assert dog.visible.tolist() == [True, True] and dog.label is None
-    assert [t.name for t in load_source("davis", str(root), exclude={"cat"}).trajectories] == ["dog"]
+    assert [t.name for t in load_source("seq", str(root), exclude={"cat"}).trajectories] == ["dog"]
 
     (root / "JPEGImages" / "480p" / "cat" / "00002.jpg").unlink()  # the last frame: no numbering gap shows it
     with pytest.raises(FileNotFoundError, match="no frame .*cat/00002.jpg for mask"):
-        load_source("davis", str(root))
+        load_source("seq", str(root))
     (root / "Annotations" / "480p" / "cat" / "00002.png").unlink()
     (root / "Annotations" / "480p" / "dog" / "00001.png").unlink()
     with pytest.raises(FileNotFoundError, match="no mask .*dog/00001.png"):
-        load_source("davis", str(root))
-    with pytest.raises(ValueError, match="not a DAVIS folder"):
-        load_source("davis", str(root / "JPEGImages"))
-    with pytest.raises(FileNotFoundError, match="no such DAVIS folder"):
-        load_source("davis", str(tmp_path / "absent"))
+        load_source("seq", str(root))
 
 
 def test_the_laid_out_data():
@@ -123,7 +119,7 @@ def test_the_laid_out_data():
     assert len(val) == 10_100 and len({t.label for t in val}) == 202
     assert len(load_source("tinyimagenet", str(tiny)).trajectories) == 87_099  # boxes of 16 px and more
     assert len(load_source("tinyimagenet", str(tiny / "val")).trajectories) == 8_669
-    videos = load_source("davis", str(davis)).trajectories
+    videos = load_source("seq", str(davis)).trajectories
     assert len(videos) == 20 and sum(len(v) for v in videos) == 1_376
     assert all(v.visible.all() for v in videos)  # every mask of DAVIS 2016 val is non-empty
     assert all(v.frame(0).shape == (480, 854, 3) for v in videos[:2])

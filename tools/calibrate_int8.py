@@ -8,20 +8,16 @@ folder (the validation split is never used). The weight file itself is not touch
 """
 import argparse
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mlt_plugin.networks.int8 import activation_maxima, calibration_path, write_calibration  # noqa: E402
-from mlt_plugin.networks.weights_io import load_matching  # noqa: E402
-from mlt_plugin.params import load_parameters  # noqa: E402
-from mlt_plugin.sequences import load_sequences  # noqa: E402
-from mlt_plugin.tracking.crops import context_size, crop_square  # noqa: E402
-from mlt_plugin.training import split  # noqa: E402
+from mlt_plugin.networks.int8 import activation_maxima, calibration_path, write_calibration
+from mlt_plugin.networks.weights_io import load_matching
+from mlt_plugin.params import load_parameters
+from mlt_plugin.sequences import load_sequences
+from mlt_plugin.tracking.crops import context_size, crop_square
+from mlt_plugin.training import split
 
 
 def training_crops(data, frames_per_trajectory):

@@ -10,19 +10,16 @@ int8 graph has a fixed batch: it is built once per batch size. Error is
 """
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mlt_plugin.demo import load_target  # noqa: E402
-from mlt_plugin.networks.weights_io import load_weights  # noqa: E402
-from mlt_plugin.params import load_parameters  # noqa: E402
-from mlt_plugin.tracking.crops import context_size, crop_square  # noqa: E402
+from mlt_plugin.demo import load_target
+from mlt_plugin.networks.weights_io import load_weights
+from mlt_plugin.params import load_parameters
+from mlt_plugin.tracking.crops import context_size, crop_square
 
 
 def real_crops(path, every=10, limit=12):

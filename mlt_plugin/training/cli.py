@@ -10,8 +10,7 @@ def add_parser(subparsers):
         description="Sources are KIND:ROOT[:WEIGHT] (KIND seq: any OTB/VOT/LaSOT/GOT-10k/UAV123/UAVDT/DTB70/DAVIS root; "
         "vid: ILSVRC VID, the ILSVRC2015 folder or a folder under Data/VID; coco: YOLO still images; "
         "tinyimagenet: labelled stills, the tiny-imagenet-200 folder or its train/ (both: the train part) or its val/ "
-        "(held-out images for the backbone stage's --val-source); davis: a DAVIS 2016 folder, JPEGImages/480p + "
-        "Annotations/480p, box = mask extent). "
+        "(held-out images for the backbone stage's --val-source)). "
         "Without --source: the training split of ../shared/data (videos only for the meta stage).",
     )
     parser.add_argument("stage", choices=["backbone", "matching", "mt", "meta"],

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mlt_plugin.sequences import is_davis_root, load_sequences
+from mlt_plugin.sequences import load_sequences
 from mlt_plugin.training.datasets.coco import load_yolo_images
 from mlt_plugin.training.datasets.tinyimagenet import load_tiny_imagenet
 from mlt_plugin.training.datasets.vid import load_vid
 
-KINDS = ("seq", "vid", "coco", "tinyimagenet", "davis")
+KINDS = ("seq", "vid", "coco", "tinyimagenet")
 
 
 @dataclass
@@ -24,8 +24,7 @@ class Source:
 def load_source(kind: str, root: str, weight: float = 1.0, exclude=()) -> Source:
     """Read one root. kind 'seq': any video layout mlt_plugin.sequences reads (OTB, VOT, LaSOT, GOT-10k,
     UAV123, UAVDT, DTB70, DAVIS); 'vid': ILSVRC VID; 'coco': YOLO still images; 'tinyimagenet': labelled
-    still images (Tiny ImageNet's train or val folder); 'davis': a DAVIS 2016 root only (what 'seq' also
-    reads, but a root in another layout is an error instead of a search for sequences)."""
+    still images (Tiny ImageNet's train or val folder)."""
     if kind == "seq":
         trajectories = [s for s in load_sequences(root) if s.name not in exclude and s.visible.sum() >= 2]
     elif kind == "vid":
@@ -34,12 +33,6 @@ def load_source(kind: str, root: str, weight: float = 1.0, exclude=()) -> Source
         trajectories = load_yolo_images(root)
     elif kind == "tinyimagenet":
         trajectories = load_tiny_imagenet(root)
-    elif kind == "davis":
-        if not Path(root).is_dir():
-            raise FileNotFoundError(f"no such DAVIS folder: {root}")
-        if not is_davis_root(Path(root)):
-            raise ValueError(f"{root} is not a DAVIS folder: expected JPEGImages/480p/<seq>/ and Annotations/480p/<seq>/")
-        trajectories = [s for s in load_sequences(root) if s.name not in exclude and s.visible.sum() >= 2]
     else:
         raise ValueError(f"unknown source kind {kind!r}; expected one of {KINDS}")
     if not trajectories:
