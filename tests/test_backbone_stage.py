@@ -126,3 +126,18 @@ def test_look_alikes_of_the_same_class_are_pasted_beside_the_target():
     assert torch.equal(a["x"], b["x"]) and torch.equal(a["centers"], b["centers"])  # same targets, same labels
     changed = (a["z"].int() - b["z"].int()).abs().sum((1, 2, 3))
     assert (changed > 0).all()  # every search crop got its look-alike
+
+
+def test_meta_cache_context_crops_of_labelled_stills_hold_look_alikes():
+    """Feature cache of the meta stage (issue 23): every other search crop of a labelled still object has
+    another object of its class pasted beside the target."""
+    from mlt_plugin.training.feature_cache import _FrameCrops
+    from mlt_plugin.training.sampling import CropSampler
+
+    bright_squares = [t for t in _labelled_source(count=4).trajectories if t.label == "bright"]  # on dark
+    dataset = _FrameCrops(bright_squares, [(0, 0)], crops_per_frame=2, seed=0, still=True)
+    dataset.sampler = CropSampler(scale_jitter=0.0, shift_jitter=0.0, flip=False)  # two crops alike but for the paste
+    _, z, centers = dataset[0]
+    assert torch.equal(centers, torch.zeros(2, 2))
+    bright = [int((crop.int().sum(0) > 500).sum()) for crop in z]
+    assert bright[0] > 1000 and bright[1] > 1.5 * bright[0]  # crop 1: a second bright square beside the target

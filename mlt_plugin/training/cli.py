@@ -52,7 +52,7 @@ def add_parser(subparsers):
     cache.add_argument("--cache-frames", type=int, default=40, help="feature cache: frames per trajectory at most")
     cache.add_argument("--cache-crops", type=int, default=2, help="feature cache: augmented search crops per frame")
     cache.add_argument("--still-crops", type=int, default=8,
-                       help="feature cache: heavily augmented crops per still-image object (coco sources, meta stage)")
+                       help="feature cache: heavily augmented crops per still-image object (coco, tinyimagenet sources; meta stage)")
     cache.add_argument("--max-stills", type=int, default=200, help="feature cache: still-image objects at most")
     cache.add_argument("--crop-cache", metavar="DIR", help="pre-crop every visible frame around its target once")
     cache.add_argument("--prepare-only", action="store_true", help="build the caches and exit without training")

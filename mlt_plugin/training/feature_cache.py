@@ -9,10 +9,13 @@ and for each frame: the exemplar crop's conv4 features (256x8x8) and ``crops_per
 search crops' conv4 features (256x24x24, flip / noise / blur / translation as on the fly) with the
 target's offset in cells. Everything is fp16 .npy, read through memory maps.
 
-Still images (``coco`` sources, one frame per trajectory) get ``still_crops`` search crops per object with
-heavy augmentation (``still_episode_sampler``), so that an episode can be made from one object: its clean
-exemplar crop as the anchor and its augmented crops as context (issue 12: COCO objects as extra identities).
-At most ``max_stills`` objects of at least ``min_still_size`` pixels are kept (chosen by the seed).
+Still images (``coco`` and ``tinyimagenet`` sources, one frame per trajectory) get ``still_crops`` search
+crops per object with heavy augmentation (``still_episode_sampler``), so that an episode can be made from
+one object: its clean exemplar crop as the anchor and its augmented crops as context (issue 12: COCO
+objects as extra identities). Where the objects carry class labels (Tiny ImageNet), every other crop has
+another kept object of the same class pasted beside the target (issue 23: the meta-learner's filters
+must tell a target from its look-alikes). At most ``max_stills`` objects of at least ``min_still_size``
+pixels are kept per source (chosen by the seed).
 
 Layout: ``DIR/<source>-<key>/{exemplar.npy, search.npy, centers.npy, index.json}``, one folder per
 source. The key hashes the matching network's weights, the source's trajectories and the settings,
@@ -31,10 +34,12 @@ from mlt_plugin.networks.matching import CONV4_CHANNELS
 from mlt_plugin.training.datasets.sources import source_digest
 from mlt_plugin.training.datasets.sources import Source
 from mlt_plugin.training.sampling import (
-    EXEMPLAR, _SourceMixture, _to_tensor, _visible_frames, context_candidates, episode_sampler, still_episode_sampler,
+    EXEMPLAR, _SourceMixture, _to_tensor, _visible_frames, context_candidates, episode_sampler, other_of,
+    same_label_groups, still_episode_sampler,
 )
 
 FORMAT_VERSION = 1
+STILL_KINDS = ("coco", "tinyimagenet")
 
 
 def network_fingerprint(net) -> str:
@@ -61,6 +66,7 @@ class _FrameCrops(torch.utils.data.Dataset):
         self.trajectories, self.items = trajectories, items
         self.crops_per_frame, self.seed = crops_per_frame, seed
         self.sampler = still_episode_sampler() if still else episode_sampler()
+        self.same_label = same_label_groups([Source("", "", 1.0, trajectories)]) if still else {}
 
     def __len__(self):
         return len(self.items)
@@ -71,7 +77,10 @@ class _FrameCrops(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, t, f])
         image, box = traj.frame(f), traj.boxes[f]
         x, _, _ = self.sampler.crop(rng, image, box, EXEMPLAR, shift=False)  # as EpisodeDataset's anchor
-        zs, centers = zip(*(self.sampler.search_crop(rng, image, box) for _ in range(self.crops_per_frame)))
+        group = self.same_label.get(traj.label)
+        zs, centers = zip(*(
+            self.sampler.search_crop(rng, image, box, other_of(rng, group, traj) if group and k % 2 else None)
+            for k in range(self.crops_per_frame)))
         return _to_tensor([x])[0], _to_tensor(zs), torch.tensor(np.array(centers), dtype=torch.float32)
 
 
@@ -80,8 +89,8 @@ def _source_key(source, fingerprint, frames_per_trajectory, crops_per_frame, see
         "version": FORMAT_VERSION, "network": fingerprint, "source": source_digest(source),
         "frames_per_trajectory": frames_per_trajectory, "crops_per_frame": crops_per_frame, "seed": seed,
     }
-    if source.kind == "coco":
-        description["augmentation"] = "still"
+    if source.kind in STILL_KINDS:
+        description["augmentation"] = "still, look-alikes" if source.kind == "tinyimagenet" else "still"
     description = json.dumps(description)
     return hashlib.sha256(description.encode()).hexdigest()[:16]
 
@@ -98,7 +107,7 @@ def _build(folder, source, net, device, frames_per_trajectory, crops_per_frame, 
         partial / "search.npy", "w+", np.float16, (len(items), crops_per_frame, CONV4_CHANNELS, 24, 24))
     centers = np.zeros((len(items), crops_per_frame, 2), np.float32)
     loader = torch.utils.data.DataLoader(
-        _FrameCrops(source.trajectories, items, crops_per_frame, seed, still=source.kind == "coco"), batch_size=batch_frames,
+        _FrameCrops(source.trajectories, items, crops_per_frame, seed, still=source.kind in STILL_KINDS), batch_size=batch_frames,
         num_workers=min(workers, 2), generator=torch.Generator().manual_seed(seed))  # leaves the global RNG alone
     autocast = torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16, enabled=amp)
     row = 0
@@ -179,7 +188,7 @@ def prepare_feature_cache(cache_dir, sources, net, device, frames_per_trajectory
     cached = []
     for source in sources:
         crops = crops_per_frame
-        if source.kind == "coco":
+        if source.kind in STILL_KINDS:
             source, crops = select_stills(source, max_stills, min_still_size, seed), still_crops
         key = _source_key(source, fingerprint, frames_per_trajectory, crops, seed)
         folder = cache_dir / f"{source.kind}-{Path(source.root).name}-{key}"

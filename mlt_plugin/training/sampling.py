@@ -40,9 +40,12 @@ class CropSampler:
         patch = crop_square(image, center, side, out_size, image.mean((0, 1)))
         return patch, offset, out_size / side
 
-    def search_crop(self, rng, image, box):
-        """An augmented search patch z (255, with flip, blur, noise, translation) and its target offset in cells."""
-        z, offset, _ = self.crop(rng, image, box, INSTANCE)
+    def search_crop(self, rng, image, box, look_alike=None):
+        """An augmented search patch z (255, with flip, blur, noise, translation) and its target offset in cells;
+        ``look_alike``: a still object (trajectory) pasted beside the target first (``paste_look_alike``)."""
+        z, offset, scale = self.crop(rng, image, box, INSTANCE)
+        if look_alike is not None:
+            z = paste_look_alike(rng, z, offset, scale, box, look_alike)
         if self.flip and rng.random() < 0.5:
             z, offset = z[:, ::-1], offset * [1, -1]
         return self.photometric(rng, z), offset / STRIDE
@@ -59,6 +62,44 @@ class CropSampler:
         if self.noise:
             patch = np.clip(patch + rng.normal(0, self.noise, patch.shape), 0, 255).astype(np.uint8)
         return patch
+
+
+def paste_look_alike(rng, z, offset, scale, box, other):
+    """z with the still object ``other`` (a one-frame trajectory) pasted beside the target, at the target's
+    size (+-20 %) and 1-2 target sizes away from it (issue 21: a same-class look-alike; the label stays on
+    the target). ``offset``, ``scale``: the target's place in z and z's scale, as ``CropSampler.crop`` gives."""
+    ox, oy, ow, oh = other.boxes[0]
+    patch = other.frame(0)[int(oy) : int(np.ceil(oy + oh)), int(ox) : int(np.ceil(ox + ow))]
+    w, h = (int(max(round(v * scale * rng.uniform(0.8, 1.2)), 2)) for v in box[2:])
+    size = z.shape[0]
+    if patch.size == 0 or w >= size or h >= size:
+        return z
+    angle = rng.uniform(0, 2 * np.pi)
+    distance = rng.uniform(1.0, 2.0) * np.hypot(box[2], box[3]) * scale
+    cy = (size - 1) / 2 + offset[0] + distance * np.sin(angle)
+    cx = (size - 1) / 2 + offset[1] + distance * np.cos(angle)
+    top, left = int(np.clip(cy - h / 2, 0, size - h)), int(np.clip(cx - w / 2, 0, size - w))
+    z = z.copy()
+    z[top : top + h, left : left + w] = cv2.resize(patch, (w, h), interpolation=cv2.INTER_LINEAR)
+    return z
+
+
+def same_label_groups(sources) -> dict:
+    """{label: still objects of that label}, for labels with at least two (each other's look-alikes)."""
+    by_label = {}
+    for source in sources:
+        for traj in source.trajectories:
+            if len(traj) == 1 and traj.label is not None:
+                by_label.setdefault(traj.label, []).append(traj)
+    return {label: group for label, group in by_label.items() if len(group) > 1}
+
+
+def other_of(rng, group, traj):
+    """A member of ``group`` other than ``traj`` (the group has at least two)."""
+    other = group[rng.integers(len(group))]
+    while other is traj:
+        other = group[rng.integers(len(group))]
+    return other
 
 
 def _to_tensor(patches):
@@ -165,12 +206,7 @@ class PairDataset(torch.utils.data.Dataset):
                 if len(traj) == 1 and isinstance(traj.frames[0], (str, Path)):
                     by_image.setdefault(str(traj.frames[0]), []).append(traj)
         self.same_image = {path: group for path, group in by_image.items() if len(group) > 1}
-        by_label = {}
-        for source in sources:
-            for traj in source.trajectories:
-                if len(traj) == 1 and traj.label is not None:
-                    by_label.setdefault(traj.label, []).append(traj)
-        self.same_label = {label: group for label, group in by_label.items() if len(group) > 1}
+        self.same_label = same_label_groups(sources)
 
     def __len__(self):
         return self.iterations
@@ -225,27 +261,10 @@ class PairDataset(torch.utils.data.Dataset):
         return z, target / STRIDE
 
     def _look_alike_crop(self, rng, image, traj, group):
-        """z of a still object with another object of its class pasted beside it, at the target's size
-        (+-20 %) and 1-2 target sizes away from it; the label stays on the target alone."""
+        """z of a still object with another object of its class pasted beside it (``paste_look_alike``)."""
         box = traj.boxes[0]
         z, offset, scale = self.sampler.crop(rng, image, box, self.search_size)
-        other = group[rng.integers(len(group))]
-        while other is traj:
-            other = group[rng.integers(len(group))]
-        ox, oy, ow, oh = other.boxes[0]
-        source = other.frame(0)[int(oy) : int(np.ceil(oy + oh)), int(ox) : int(np.ceil(ox + ow))]
-        w, h = (int(max(round(v * scale * rng.uniform(0.8, 1.2)), 2)) for v in box[2:])
-        size = self.search_size
-        if source.size == 0 or w >= size or h >= size:
-            return z, offset / STRIDE
-        angle = rng.uniform(0, 2 * np.pi)
-        distance = rng.uniform(1.0, 2.0) * np.hypot(box[2], box[3]) * scale
-        cy = (size - 1) / 2 + offset[0] + distance * np.sin(angle)
-        cx = (size - 1) / 2 + offset[1] + distance * np.cos(angle)
-        top, left = int(np.clip(cy - h / 2, 0, size - h)), int(np.clip(cx - w / 2, 0, size - w))
-        z = z.copy()
-        z[top : top + h, left : left + w] = cv2.resize(source, (w, h), interpolation=cv2.INTER_LINEAR)
-        return z, offset / STRIDE
+        return paste_look_alike(rng, z, offset, scale, box, other_of(rng, group, traj)), offset / STRIDE
 
     def _hard_still_crop(self, rng, image, box):
         """z of a still image's object: rotated, pasted on another background, partly occluded."""

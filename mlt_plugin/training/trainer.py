@@ -313,7 +313,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
         ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame;
-        still images (coco sources): ``max_stills`` objects with ``still_crops`` heavily augmented crops each.
+        still images (coco, tinyimagenet sources): ``max_stills`` objects each with ``still_crops`` heavily augmented
+        crops (every other one with a same-class look-alike pasted in, where labelled).
     weight_decay: L2 penalty of Adam (regularisation of the meta-learner, issue 12).
     val_sources: validation sources: every ``val_every`` steps the stage's losses on ``val_batches`` fixed
         validation batches go to ``val.csv`` (meta: episodes of 40 cached frames per trajectory, held-out
