@@ -2,7 +2,8 @@
 
     python -m mlt_plugin.diagnose PATH [PATH...] [--params default mt ...] [--starts 3] [--frames N]
 
-Without PATH: the validation split (mlt_plugin/training/split.py). A parameter set may carry overrides
+Without PATH: the select half of the validation split (mlt_plugin/training/split.py), where choices are
+made; ``--half report`` only to look at a claim. A parameter set may carry overrides
 after '@', e.g. ``default@update_interval=1000000000`` (MLT with updates switched off) or
 ``default@confidence=probability`` (the old gate). Everything runs in fp32 unless --precision says
 otherwise.
@@ -143,7 +144,8 @@ def run_start(tracker, sequence, start, max_frames=None, show_updates=False, tau
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m mlt_plugin.diagnose", description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="*", help="sequence folders (default: the validation split)")
+    parser.add_argument("paths", nargs="*", help="sequence folders (default: the select half of the validation split)")
+    parser.add_argument("--half", choices=["select", "report"], default="select", help="without PATHS: this half")
     parser.add_argument("--params", nargs="+", default=["default"], help="parameter sets, NAME[@key=value,...]")
     parser.add_argument("--weights", help="weights for the meta-learner variants (default: shipped)")
     parser.add_argument("--starts", type=int, default=1, help="starts per sequence (0, L/n, 2L/n, ...)")
@@ -160,7 +162,7 @@ def main(argv=None):
     else:
         from mlt_plugin.training.split import validation_sequences
 
-        sequences = validation_sequences()
+        sequences = validation_sequences(half=args.half)
     if args.only:
         sequences = [s for s in sequences if s.name in args.only]
     results = {}
