@@ -34,5 +34,10 @@ def parameters() -> TrackerParams:
     params.memory_size = 64  # K: most recent confident context patches kept
     params.update_interval = 30  # T
     params.num_update_samples = 8  # M, chosen by minimum entropy (eq. 5)
+    # Issue 23 candidates, chosen on the select half: the first frame's search region (the target known at its
+    # centre) as one of the M samples, and an update kept only if eq. (6)'s loss there stays within this
+    # factor of the unadapted network's (None: every update is kept).
+    params.initial_sample = False
+    params.max_initial_loss_ratio = None
     params.label_radius = geometry.LABEL_RADIUS  # positive radius on the response label map, in cells
     return params
