@@ -69,8 +69,7 @@ def update_report(tracker, ground_truth, record) -> dict:
     """The numbers of the latest update (tracker.last_update)."""
     net = tracker.net
     delta = record["delta"]
-    report = {"frame": record["frame"], "delta_rms": float(delta.float().pow(2).mean().sqrt()),
-              "accepted": record["accepted"]}
+    report = {"frame": record["frame"], "delta_rms": float(delta.float().pow(2).mean().sqrt())}
     if tracker.attention is not None:
         attention = tracker.attention[0].float()
         saturated = ((attention < 0.52) | (attention > 1.48)).float()
@@ -94,7 +93,7 @@ def update_report(tracker, ground_truth, record) -> dict:
 
 
 def format_update(r) -> str:
-    text = f"    update @ {r['frame']:4d}{'' if r['accepted'] else ' (rejected: max_initial_loss_ratio)'}: delta RMS {r['delta_rms']:.2e}"
+    text = f"    update @ {r['frame']:4d}: delta RMS {r['delta_rms']:.2e}"
     if "att_base" in r:
         text += (" | attention base {:.2f}/{:.2f}/{:.2f} target {:.2f}/{:.2f}/{:.2f} saturated {:.0%}".format(
             *r["att_base"], *r["att_target"], r["saturation"]) + f" | target share {r['target_share']:.1%}")

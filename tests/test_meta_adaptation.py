@@ -127,29 +127,3 @@ def test_relative_gate_rejects_a_frame_without_the_target():
     old.initialize(demo.frame(0), demo.boxes[0])
     result = old.track(demo.frame(1))
     assert old.last_gate == pytest.approx(result["object_presence_score"])
-
-
-def test_initial_sample_is_one_of_the_M_update_samples():
-    demo = demo_sequence(num_frames=12)
-    tracker = _tracker(update_interval=5, confidence_threshold=-1, initial_sample=True)
-    tracker.initialize(demo.frame(0), demo.boxes[0])
-    initial = tracker.initial_patch
-    assert initial.frame == 0 and initial.center.tolist() == [0.0, 0.0]  # the target at the centre, as given
-    for i in range(1, 5):  # the update comes at t = 5, the 4th tracked frame
-        tracker.track(demo.frame(i))
-    patches = tracker.last_update["patches"]
-    assert patches[0] is initial and len(patches) == min(tracker.params.num_update_samples, len(tracker.memory) + 1)
-    assert all(q is not initial for q in tracker.memory.patches)  # kept outside the memory: never evicted
-
-
-@pytest.mark.parametrize("ratio, accepted", [(0.0, False), (1e9, True)])
-def test_update_kept_only_within_the_initial_loss_ratio(ratio, accepted):
-    demo = demo_sequence(num_frames=12)
-    tracker = _tracker(update_interval=5, confidence_threshold=-1, max_initial_loss_ratio=ratio)
-    tracker.initialize(demo.frame(0), demo.boxes[0])
-    for i in range(1, 6):
-        tracker.track(demo.frame(i))
-    assert tracker.last_update["accepted"] is accepted
-    # A rejected update leaves the tracker on eq. (1): no target channels, the 192-channel template.
-    assert (tracker.w_target is not None) is accepted
-    assert tracker.template.shape[1] == (224 if accepted else 192)

@@ -106,7 +106,7 @@ def test_baselines_are_parameter_sets():
     assert (ft.update_interval, ft.finetune_iterations, ft.finetune_lr) == (50, 30, 1e-3)
     assert default.scales == pytest.approx((1 / 1.035, 1, 1.035))
     assert (default.scale_penalty, default.scale_damping, default.window_influence) == (0.97, 0.59, 0.25)
-    assert (default.update_interval, default.confidence_threshold, default.num_update_samples) == (30, 0.5, 8)
+    assert (default.update_interval, default.confidence_threshold, default.num_update_samples) == (10, 0.5, 8)
     assert default.has("device") and default.get("nothing", 3) == 3
     assert _tracker("mt").net.conv5.out_channels == 224
 

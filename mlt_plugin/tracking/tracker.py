@@ -119,7 +119,7 @@ class MLT:
         self.memory = ContextMemory(p.memory_size)
         self.frame_index = 1  # frame t of Algorithm 1; the initial frame is t = 1
         self.last_update = None  # the latest meta update's inputs, for mlt_plugin/diagnose.py (not a history: no growth)
-        self._measure_reference(image)
+        self.reference_height = self._reference_height(image)
         self.initialized = True
         return {"time": time.perf_counter() - started}
 
@@ -180,10 +180,7 @@ class MLT:
         p = self.params
         if p.update == "none":
             return
-        if p.initial_sample:
-            patches = [self.initial_patch] + self.memory.select_min_entropy(p.num_update_samples - 1)
-        else:
-            patches = self.memory.select_min_entropy(p.num_update_samples)
+        patches = self.memory.select_min_entropy(p.num_update_samples)
         if not patches:
             return
         search_conv4 = torch.stack([q.conv4 for q in patches]).to(self.device, torch.float32)
@@ -191,14 +188,10 @@ class MLT:
         if p.update == "meta":
             delta = meta_gradient(self.net, self.template_conv4, search_conv4, labels)
             with torch.inference_mode():
-                w_target, attention = self.meta_learner(delta)
+                w_target, self.attention = self.meta_learner(delta)
                 # eq. (4) with the target channels normalised like the base channels (see target_kernels)
-                w_target, target_bias = self.net.target_kernels(w_target, self.template_conv4)
-                ratio = p.max_initial_loss_ratio
-                accepted = ratio is None or self._initial_loss(w_target, attention, target_bias) <= ratio * self._initial_loss()
-            if accepted:
-                self.w_target, self.attention, self.target_bias = w_target, attention, target_bias
-            self.last_update = {"frame": self.frame_index, "delta": delta.detach(), "patches": patches, "accepted": accepted}
+                self.w_target, self.target_bias = self.net.target_kernels(w_target, self.template_conv4)
+            self.last_update = {"frame": self.frame_index, "delta": delta.detach(), "patches": patches}
         else:
             self._finetune(search_conv4, labels)
         self._update_template()
@@ -224,29 +217,15 @@ class MLT:
             self.template = self.net.embed(
                 self.template_conv4, w_target=self.w_target, attention=self.attention, target_bias=self.target_bias)
 
-    def _measure_reference(self, image):
-        """The unadapted template against the first frame's search region at scale 1, where the target is known
-        to be at the centre: the gate's reference (the peak's logit height above the map's mean, and its PSR),
-        and that region as the initial sample (``params.initial_sample``, ``params.max_initial_loss_ratio``)."""
+    def _reference_height(self, image):
+        """The gate's reference: the unadapted template against the first frame's search region at scale 1,
+        where the target is known to be at the centre; the peak's logit height above the map's mean."""
         p = self.params
         crop = self._to_tensor([crop_square(image, self.center, self.search_side, p.instance_size, self.pad_color)])
         with torch.inference_mode():
-            conv4 = self.net.conv4_features(crop).float()
-            logits = self.net.correlate(self.template, self.net.embed(conv4)).float()
+            logits = self.net.correlate(self.template, self.net.embed(self.net.conv4_features(crop))).float()
         self.reference_psr = peak_to_sidelobe(logits[0].cpu().numpy())
-        self.reference_height = float(logits.max() - logits.mean())
-        x, y = self.center - self.size / 2
-        self.initial_patch = ContextPatch(conv4=conv4[0].to(torch.float16), response=torch.sigmoid(logits[0].cpu()),
-                                          center=torch.zeros(2), frame=0, box=(x, y, *self.size))
-
-    def _initial_loss(self, w_target=None, attention=None, target_bias=None) -> float:
-        """Eq. (6) on the initial sample for an adaptation (none: eq. 1), the one region whose label is certain."""
-        adaptation = {"w_target": w_target, "attention": attention, "target_bias": target_bias}
-        with torch.inference_mode():
-            template = self.net.embed(self.template_conv4, **adaptation)
-            search = self.net.embed(self.initial_patch.conv4[None].float(), **adaptation)
-            labels = label_map(torch.zeros(1, 2, device=self.device), self.params.label_radius)
-            return float(logistic_loss(self.net.correlate(template, search), labels))
+        return float(logits.max() - logits.mean())
 
     def _gate_value(self, probability, height):
         """The quantity compared with tau (params.confidence: "relative" or "probability")."""
