@@ -45,9 +45,6 @@ def add_parser(subparsers):
     parser.add_argument("--train-last-layer", action="store_true",
                         help="matching stages: train only w5/bn5 and the response scale on conv1-4 as loaded by --init "
                         "(frozen, batch-norm statistics included), e.g. MLT-mt's 224 channels on MLT's backbone")
-    parser.add_argument("--delta-gap", type=int,
-                        help="meta stage: tracking-ordered episodes, z_delta within N frames on one side of the anchor and "
-                        "the rest of z_reg beyond them (default: the paper's, all context within 100 frames either side)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
@@ -105,7 +102,7 @@ def run(args):
                  crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
                  still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
                  val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
-                 last_layer_only=args.train_last_layer, delta_gap=args.delta_gap)
+                 last_layer_only=args.train_last_layer)
     if args.prepare_only:
         print("caches ready")
     else:

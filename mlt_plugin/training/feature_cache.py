@@ -34,8 +34,7 @@ from mlt_plugin.networks.matching import CONV4_CHANNELS
 from mlt_plugin.training.datasets.sources import source_digest
 from mlt_plugin.training.datasets.sources import Source
 from mlt_plugin.training.sampling import (
-    EXEMPLAR, _SourceMixture, _to_tensor, _visible_frames, context_candidates, episode_sampler, forward_context,
-    other_of,
+    EXEMPLAR, _SourceMixture, _to_tensor, _visible_frames, context_candidates, episode_sampler, other_of,
     same_label_groups, still_episode_sampler,
 )
 
@@ -213,10 +212,8 @@ class CachedEpisodeDataset(torch.utils.data.Dataset):
     image's context is its own augmented crops).
     """
 
-    def __init__(self, cached_sources, iterations, batch_size=8, num_reg=16, max_gap=100, seed=0, first_sample=0,
-                 delta_gap=None, num_delta=8):
+    def __init__(self, cached_sources, iterations, batch_size=8, num_reg=16, max_gap=100, seed=0, first_sample=0):
         self.mixture = _SourceMixture(cached_sources)
-        self.delta_gap, self.num_delta = delta_gap, num_delta  # delta_gap: tracking-ordered episodes (forward_context)
         self.iterations = iterations
         self.batch_size = batch_size
         self.first_sample = first_sample
@@ -236,15 +233,11 @@ class CachedEpisodeDataset(torch.utils.data.Dataset):
             # As on the fly: an anchor frame, then context near it; here each context sample is a
             # (frame, cached crop) pair, drawn without repeats while there are enough pairs.
             anchor = rng.integers(len(traj.frames))
-            if self.delta_gap is None or len(traj.frames) == 1:
-                near = context_candidates(traj.frames, anchor, self.num_reg, self.max_gap)
-                pairs = len(near) * source.crops_per_frame
-                pick = rng.choice(pairs, size=self.num_reg, replace=pairs < self.num_reg)
-                frames, crops = near[pick // source.crops_per_frame], pick % source.crops_per_frame
-            else:
-                frames = forward_context(rng, traj.frames, anchor, self.num_delta, self.num_reg, self.delta_gap, self.max_gap)
-                crops = rng.integers(source.crops_per_frame, size=self.num_reg)
-            rows = traj.first_row + frames
+            near = context_candidates(traj.frames, anchor, self.num_reg, self.max_gap)
+            pairs = len(near) * source.crops_per_frame
+            pick = rng.choice(pairs, size=self.num_reg, replace=pairs < self.num_reg)
+            rows = traj.first_row + near[pick // source.crops_per_frame]
+            crops = pick % source.crops_per_frame
             xs.append(exemplar[traj.first_row + anchor])
             zs.append(search[rows, crops])
             centers.append(source.centers[rows, crops])

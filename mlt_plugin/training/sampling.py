@@ -154,27 +154,6 @@ def context_candidates(frames, anchor, num_reg, max_gap):
     return near
 
 
-def forward_context(rng, frames, anchor, num_delta, num_reg, delta_gap, max_gap):
-    """Tracking-ordered context for the anchor ``frames[anchor]`` (issue 23): on one side of it in time (forward
-    or backward, both are trajectories), the first ``num_delta`` within ``delta_gap`` frames (the memory an
-    update reads, just after the first frame) and the other ``num_reg - num_delta`` further on, up to
-    ``max_gap`` (the frames the update must carry to). Returns indices into ``frames``, z_delta first; falls back
-    to ``context_candidates`` where a side has no frames (a still image, a one-sided anchor)."""
-    gap = frames - frames[anchor]
-    side = rng.choice([1, -1])
-    if not np.any(gap * side > 0):
-        side = -side
-    ahead = gap * side
-    near = np.flatnonzero((ahead > 0) & (ahead <= delta_gap))
-    far = np.flatnonzero((ahead > delta_gap) & (ahead <= max_gap))
-    if len(near) == 0 or len(far) == 0:
-        pool = context_candidates(frames, anchor, num_reg, max_gap)
-        return rng.choice(pool, size=num_reg, replace=len(pool) < num_reg)
-    num_far = num_reg - num_delta
-    return np.concatenate([rng.choice(near, size=num_delta, replace=len(near) < num_delta),
-                           rng.choice(far, size=num_far, replace=len(far) < num_far)])
-
-
 def episode_frames(rng, frames, num_reg, max_gap):
     """An anchor frame and ``num_reg`` context frames near it, never the anchor's own frame (repeats only when
     too few)."""

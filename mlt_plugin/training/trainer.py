@@ -182,8 +182,7 @@ class MetaStage:
 
     export_name = "mlt.safetensors"
 
-    def __init__(self, matching_weights, device, num_delta=8, num_reg=16, feature_cache=None, cache_options=None,
-                 delta_gap=None):
+    def __init__(self, matching_weights, device, num_delta=8, num_reg=16, feature_cache=None, cache_options=None):
         self.matching = load_matching(matching_weights, BASE_CHANNELS).to(device).eval()
         self.matching.requires_grad_(False)
         self.model = MetaLearner().to(device)
@@ -191,7 +190,6 @@ class MetaStage:
         self.num_delta, self.num_reg = num_delta, num_reg
         self.feature_cache = feature_cache
         self.cache_options = cache_options or {}
-        self.delta_gap = delta_gap
 
     def trainable(self):
         return self.model
@@ -208,8 +206,7 @@ class MetaStage:
 
     def dataset(self, sources, iterations, batch_size, seed, first_sample):
         if self.feature_cache is not None:
-            return CachedEpisodeDataset(sources, iterations, batch_size, self.num_reg, seed=seed, first_sample=first_sample,
-                                        delta_gap=self.delta_gap, num_delta=self.num_delta)
+            return CachedEpisodeDataset(sources, iterations, batch_size, self.num_reg, seed=seed, first_sample=first_sample)
         return EpisodeDataset(sources, iterations, batch_size, self.num_reg, seed=seed, first_sample=first_sample)
 
     def conv4(self, batch):
@@ -311,7 +308,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
-          search_size=INSTANCE_SIZE, last_layer_only=False, delta_gap=None):
+          search_size=INSTANCE_SIZE, last_layer_only=False):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
@@ -327,8 +324,6 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     search_size: matching stages, the search crop's side for training (255; smaller trains faster).
     last_layer_only: matching stages, train w5, bn5 and the response scale and bias on conv1-4 as loaded by
         ``init`` (or the resumed checkpoint), which stay frozen.
-    delta_gap: meta stage with a feature cache, tracking-ordered episodes (``forward_context``): z_delta within
-        ``delta_gap`` frames on one side of the anchor, the rest of z_reg beyond it; None: the paper's episodes.
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
@@ -353,10 +348,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
             raise ValueError("meta-learner training needs --matching-weights (the matching stage's export)")
         cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
                              workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
-        if delta_gap is not None and feature_cache is None:
-            raise ValueError("--delta-gap needs --feature-cache (tracking-ordered episodes are drawn from cached frames)")
-        stage = MetaStage(matching_weights, device, feature_cache=feature_cache, cache_options=cache_options,
-                          delta_gap=delta_gap)
+        stage = MetaStage(matching_weights, device, feature_cache=feature_cache, cache_options=cache_options)
     elif stage_name == "backbone":
         if feature_cache is not None or last_layer_only:
             raise ValueError("--feature-cache and --train-last-layer are not for the backbone stage")
