@@ -15,7 +15,8 @@ Per update (with --updates) it prints:
 - target share: the target channels' share of the exemplar embedding's energy before L2 normalisation;
 - memory: its size, its share of patches whose tracked box has IoU < 0.3 with the ground truth (or whose
   frame has no visible target), and the same share among the M patches chosen for this update.
-Per sequence start: AUC, frames stored in the memory, and their share with IoU < 0.3; with --gates, the
+Per sequence start: AUC, the mean centre error (in target sizes) and size error (|log| of the size ratio),
+which tell a lost position from a wrong scale, frames stored in the memory, and their share with IoU < 0.3; with --gates, the
 share of low-IoU frames among those either gate (probability / relative, at tau) would have stored on
 this same trajectory. At the end: mean AUC per parameter set, per sequence and overall.
 """
@@ -63,6 +64,18 @@ def _ious(boxes, ground_truth):
     if valid.any():
         ious[valid] = metrics.iou(np.asarray(boxes)[valid], ground_truth[valid])
     return ious
+
+
+def location_and_size_errors(boxes, ground_truth):
+    """Where a track loses AUC: the centre error in ground-truth box sizes (sqrt(w h)) and the size error
+    |log(sqrt(w h) / sqrt(w_gt h_gt))| (0.1: 10 % too large or small), each the mean over the frames."""
+    boxes, ground_truth = np.asarray(boxes, dtype=float), np.asarray(ground_truth, dtype=float)
+    if not len(boxes):
+        return 0.0, 0.0
+    side = np.sqrt(np.prod(np.maximum(ground_truth[:, 2:], 1e-6), 1))
+    centre = np.linalg.norm(boxes[:, :2] + boxes[:, 2:] / 2 - ground_truth[:, :2] - ground_truth[:, 2:] / 2, axis=1)
+    size = np.abs(np.log(np.sqrt(np.prod(np.maximum(boxes[:, 2:], 1e-6), 1)) / side))
+    return float(np.mean(centre / side)), float(np.mean(size))
 
 
 def update_report(tracker, ground_truth, record) -> dict:
@@ -124,6 +137,7 @@ def run_start(tracker, sequence, start, max_frames=None, show_updates=False, tau
     boxes = np.asarray(boxes)
     valid = sequence.visible[start:end]
     ious = metrics.iou(boxes[valid], ground_truth[start:end][valid])
+    centre_error, size_error = location_and_size_errors(boxes[valid], ground_truth[start:end][valid])
     frame_ious = _ious(boxes[1:], ground_truth[start + 1 : end])
     low = frame_ious < LOW_IOU
     stored = np.asarray(stored, dtype=bool)
@@ -131,6 +145,7 @@ def run_start(tracker, sequence, start, max_frames=None, show_updates=False, tau
         "start": start, "frames": int(end - start), "auc": metrics.success_auc(ious),
         "stored": int(stored.sum()), "stored_low": float(low[stored].mean()) if stored.any() else 0.0,
         "frames_low": float(low.mean()) if len(low) else 0.0, "updates": updates,
+        "centre_error": centre_error, "size_error": size_error,
         "per_frame": {"iou": frame_ious.round(4).tolist(), "probability": np.round(probability, 4).tolist(),
                       "relative": np.round(relative, 4).tolist(), "psr": np.round(psr, 4).tolist(),
                       "stored": stored.tolist()},
@@ -179,6 +194,7 @@ def main(argv=None):
                 r["seconds"] = time.time() - started
                 runs.append(r)
                 print(f"  AUC {r['auc']:.3f} over {r['frames']} frames ({r['frames'] / r['seconds']:.1f} fps); "
+                      f"centre error {r['centre_error']:.2f} target sizes, size error {r['size_error']:.2f}; "
                       f"stored {r['stored']} ({r['stored_low']:.0%} IoU<{LOW_IOU}; {r['frames_low']:.0%} of all frames); "
                       f"gate probability>{tau}: {r['gate_probability']['stored']} ({r['gate_probability']['stored_low']:.0%}), "
                       f"relative>{tau}: {r['gate_relative']['stored']} ({r['gate_relative']['stored_low']:.0%}), "

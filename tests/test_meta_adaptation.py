@@ -127,3 +127,13 @@ def test_relative_gate_rejects_a_frame_without_the_target():
     old.initialize(demo.frame(0), demo.boxes[0])
     result = old.track(demo.frame(1))
     assert old.last_gate == pytest.approx(result["object_presence_score"])
+
+
+def test_diagnose_tells_a_wrong_position_from_a_wrong_size():
+    from mlt_plugin.diagnose import location_and_size_errors
+
+    truth = np.array([[10.0, 10.0, 20.0, 20.0], [10.0, 10.0, 20.0, 20.0]])
+    shifted = truth + [20.0, 0.0, 0.0, 0.0]  # one target size to the right, right size
+    grown = np.array([[0.0, 0.0, 40.0, 40.0], [0.0, 0.0, 40.0, 40.0]])  # same centre, twice the size
+    assert location_and_size_errors(shifted, truth) == pytest.approx((1.0, 0.0))
+    assert location_and_size_errors(grown, truth) == pytest.approx((0.0, np.log(2)))
