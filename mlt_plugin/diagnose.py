@@ -16,9 +16,9 @@ Per update (with --updates) it prints:
 - memory: its size, its share of patches whose tracked box has IoU < 0.3 with the ground truth (or whose
   frame has no visible target), and the same share among the M patches chosen for this update.
 Per sequence start: AUC, the mean centre error (in target sizes) and size error (|log| of the size ratio),
-which tell a lost position from a wrong scale, frames stored in the memory, and their share with IoU < 0.3; with --gates, the
-share of low-IoU frames among those either gate (probability / relative, at tau) would have stored on
-this same trajectory. At the end: mean AUC per parameter set, per sequence and overall.
+which tell a lost position from a wrong scale, frames stored in the memory, and their share with IoU < 0.3,
+and the share of low-IoU frames among those each gate (probability, relative, psr, at tau) would have
+stored on this same trajectory. At the end: mean AUC per parameter set, per sequence and overall.
 """
 import argparse
 import json
