@@ -73,9 +73,8 @@ def location_and_size_errors(boxes, ground_truth):
     if not len(boxes):
         return 0.0, 0.0
     side = np.sqrt(np.prod(np.maximum(ground_truth[:, 2:], 1e-6), 1))
-    centre = np.linalg.norm(boxes[:, :2] + boxes[:, 2:] / 2 - ground_truth[:, :2] - ground_truth[:, 2:] / 2, axis=1)
     size = np.abs(np.log(np.sqrt(np.prod(np.maximum(boxes[:, 2:], 1e-6), 1)) / side))
-    return float(np.mean(centre / side)), float(np.mean(size))
+    return float(np.mean(metrics.center_error(boxes, ground_truth) / side)), float(np.mean(size))
 
 
 def update_report(tracker, ground_truth, record) -> dict:
