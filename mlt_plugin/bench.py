@@ -1,15 +1,17 @@
 """`mlt bench`: fps end to end and per stage, and the success AUC of the same frames, for every precision
-this device supports, the presets and OpenCV MIL, measured side by side in one run."""
+this device supports, the presets, OpenCV MIL and the peers (NanoTrack, VitTrack, CSRT where they build),
+measured side by side in one run."""
 import json
 import resource
 import time
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from mlt_plugin.build import build_tracker
+from mlt_plugin.build import MODELS_HELP, available_peers, build_tracker
 from mlt_plugin.demo import load_target
 from mlt_plugin.evaluation import score
 from mlt_plugin.params import cpu_has_bf16, resolve_device, resolve_precision
@@ -17,8 +19,9 @@ from mlt_plugin.params import cpu_has_bf16, resolve_device, resolve_precision
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
 
 
-def _configs(device):
-    """(label, parameter set, overrides) for every precision this device supports, the presets and MIL."""
+def _configs(device, models=None):
+    """(label, tracker name, build_tracker overrides) for every precision this device supports, the presets,
+    MIL and the peers that build here (the others skipped with their reason)."""
     from mlt_plugin.networks.int8 import int8_supported
 
     if device.type == "cuda":
@@ -30,9 +33,10 @@ def _configs(device):
         else:  # emulated bf16 is many times slower than fp32: not worth timing
             print("  default bf16: skipped, this CPU has no native bf16 (AVX512-BF16 / AMX)", flush=True)
     auto = resolve_precision("auto", device)
-    configs = [(f"default {p}", "default", {"precision": p}) for p in precisions]
-    configs += [(f"fast {auto}", "fast", {"precision": auto}), (f"mt {auto}", "mt", {"precision": auto})]
-    return configs + [("OpenCV MIL", "mil", None)]
+    mlt = [(f"default {p}", "default", p) for p in precisions] + [(f"{n} {auto}", n, auto) for n in ("fast", "mt")]
+    configs = [(label, name, {"device": str(device), "precision": p}) for label, name, p in mlt]
+    peers = [(label, name, {"models": models}) for name, label in available_peers(models).items()]
+    return configs + [("OpenCV MIL", "mil", {})] + peers
 
 
 def _rss_mib():
@@ -45,7 +49,7 @@ def _rss_mib():
 def bench_one(name, overrides, sequence, frames, device):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tracker = build_tracker(name) if overrides is None else build_tracker(name, device=str(device), **overrides)
+        tracker = build_tracker(name, **overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # Frames 1..N of the sequence in order, so that the boxes can be scored; frame 1 warms up, untimed.
@@ -65,7 +69,7 @@ def bench_one(name, overrides, sequence, frames, device):
     stages = dict(getattr(tracker, "stage_seconds", {}))
     stages["decode"] = decode
     row = {
-        "config": name if overrides is None else name,
+        "config": name,
         "fps": frames / total,
         "auc": score(np.array(boxes), sequence)["success_auc"],
         "ms_per_frame": {s: 1000 * stages.get(s, 0.0) / frames for s in STAGES},
@@ -79,24 +83,28 @@ def bench_one(name, overrides, sequence, frames, device):
 def run_bench(args):
     if args.threads:
         torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)  # OpenCV's trackers (and MLT's crops) on the same cores
     device = resolve_device(args.device)
     sequence = load_target(args.path)
     frames = min(args.frames, len(sequence) - 2)
     if frames < 1:
         raise ValueError(f"{sequence.name} has {len(sequence)} frames: mlt bench needs at least 3")
     rows = []
-    for label, name, overrides in _configs(device):
+    for label, name, overrides in _configs(device, args.models):
         row = bench_one(name, overrides, sequence, frames, device)
         row["config"] = label
         rows.append(row)
         print(f"  {label}: {row['fps']:.1f} fps", flush=True)
     base = rows[0]["fps"]
-    header = f"{'config':<18}{'fps':>8}{'x fp32':>8}{'AUC':>7}" + "".join(f"{s:>12}" for s in STAGES) + f"{'RSS MiB':>9}"
+    nano = next((row["fps"] for row in rows if row["config"] == "NanoTrack"), None)  # the fast CPU tracker to beat
+    header = (f"{'config':<18}{'fps':>8}{'x fp32':>8}" + (f"{'x NanoTrack':>12}" if nano else "") + f"{'AUC':>7}"
+              + "".join(f"{s:>12}" for s in STAGES) + f"{'RSS MiB':>9}")
     print(f"\n{sequence.name}, {frames} frames, device {device}, {torch.get_num_threads()} threads (ms per frame by stage; AUC over its first {frames + 2} frames)")
     print(header)
     for row in rows:
         stages = "".join(f"{row['ms_per_frame'][s]:>12.2f}" for s in STAGES)
-        print(f"{row['config']:<18}{row['fps']:>8.1f}{row['fps'] / base:>8.2f}{row['auc']:>7.3f}{stages}{row['rss_mib']:>9.0f}")
+        ratio = f"{row['fps'] / nano:>12.2f}" if nano else ""
+        print(f"{row['config']:<18}{row['fps']:>8.1f}{row['fps'] / base:>8.2f}{ratio}{row['auc']:>7.3f}{stages}{row['rss_mib']:>9.0f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the run: {peak:.0f} MiB")
     report = {"sequence": sequence.name, "frames": frames, "device": str(device),
@@ -108,10 +116,12 @@ def run_bench(args):
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("bench", help="speed of MLT configurations and OpenCV MIL, side by side")
+    parser = subparsers.add_parser("bench", help="speed of MLT configurations, OpenCV MIL and the peers (NanoTrack, "
+                                   "VitTrack, CSRT), side by side")
     parser.add_argument("path", nargs="?", help="sequence folder or video (default: the demo sequence)")
     parser.add_argument("--frames", type=int, default=100, help="timed frames per configuration")
     parser.add_argument("--device", help="cpu, cuda, cuda:N")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, help="CPU threads of torch and OpenCV")
+    parser.add_argument("--models", metavar="DIR", help=MODELS_HELP)
     parser.add_argument("--json", help="write the table as JSON here")
     parser.set_defaults(func=run_bench)

@@ -99,6 +99,8 @@ def _draw(writer, path, image, box, truth, fps):
 
 
 def _add_eval(subparsers):
+    from mlt_plugin.build import MODELS_HELP
+
     parser = subparsers.add_parser(
         "eval",
         help="one-pass evaluation: success AUC, precision@20 and fps per sequence and overall",
@@ -109,6 +111,10 @@ def _add_eval(subparsers):
     parser.add_argument("paths", nargs="*")
     parser.add_argument("--params", nargs="+", default=["default"], help="parameter sets to compare, NAME[@key=value,...] (e.g. mt@precision=fp32)")
     parser.add_argument("--mil", action="store_true", help="also run OpenCV's TrackerMIL as a classical reference")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run OpenCV's TrackerNano (NanoTrack v2), TrackerVit (VitTrack) and, with "
+                        "opencv-contrib-python, CSRT; one that cannot be built is skipped with its reason")
+    parser.add_argument("--models", metavar="DIR", help=MODELS_HELP)
     parser.add_argument("--starts", type=int, default=1,
                         help="runs per sequence: the exact first box + K-1 of OTB's SRE starts (shifted/scaled boxes)")
     parser.add_argument("--workers", type=int, default=1, help="(tracker, sequence, start) items in parallel processes")
@@ -126,7 +132,7 @@ def _add_eval(subparsers):
 
 def run_eval(args):
     from mlt_plugin import evaluation
-    from mlt_plugin.build import parse_variant
+    from mlt_plugin.build import available_peers, parse_variant
     from mlt_plugin.params import load_parameters
     from mlt_plugin.sequences import load_sequences
     from mlt_plugin.training.split import validation_sequences
@@ -141,6 +147,9 @@ def run_eval(args):
     overrides = {"device": args.device, "weights": args.weights, "precision": args.precision}
     trackers = [evaluation.TrackerSpec(name, name, {k: v for k, v in overrides.items() if v}) for name in args.params]
     trackers += [evaluation.TrackerSpec("mil", "mil")] if args.mil else []
+    if args.peers:  # checked here, before the run: a peer that cannot be built is left out with one line
+        models = {"models": args.models} if args.models else {}
+        trackers += [evaluation.TrackerSpec(label, name, models) for name, label in available_peers(args.models).items()]
     result_dir = Path(args.out) / "results" / (f"first{args.frames}" if args.frames else "all")
     results = evaluation.run(trackers, sequences, result_dir, args.starts, args.workers, args.shard, args.frames)
     if args.shard:
