@@ -177,7 +177,7 @@ def test_box_size_follows_the_target_scale():
 
 
 def test_untrained_weights_are_announced(tmp_path, monkeypatch):
-    monkeypatch.setitem(weights_io.DEFAULT_FILES, "mlt", tmp_path / "absent.safetensors")
+    monkeypatch.setitem(weights_io.DEFAULT_FILES, ("paper", "mlt"), tmp_path / "absent.safetensors")
     with pytest.warns(weights_io.UntrainedWeightsWarning, match="UNTRAINED"):
         MLT(load_parameters("default"))
 
@@ -227,18 +227,18 @@ def test_int8_is_calibrated_once_per_tracker(demo, tmp_path, monkeypatch):
     params.precision = "int8"
     shipped = MLT(params)
     shipped.initialize(demo.frame(0), demo.boxes[0])
-    assert calls == [] and shipped.int8_backbone is not None
+    assert calls == [] and shipped.search_engine is not None
 
     path = tmp_path / "copy.safetensors"
-    path.write_bytes(weights_io.DEFAULT_FILES["mt"].read_bytes())  # the same weights, no calibration file
+    path.write_bytes(weights_io.DEFAULT_FILES[("paper", "mt")].read_bytes())  # the same weights, no calibration file
     params = load_parameters("mt")
     params.precision, params.weights = "int8", str(path)
     tracker = MLT(params)
     tracker.initialize(demo.frame(0), demo.boxes[0])
-    backbone = tracker.int8_backbone
+    backbone = tracker.search_engine
     tracker.track(demo.frame(1))
     tracker.initialize(demo.frame(5), demo.boxes[5])
-    assert calls == [1] and tracker.int8_backbone is backbone
+    assert calls == [1] and tracker.search_engine is backbone
 
 
 @pytest.mark.parametrize("precision", ["int8", "bf16"])

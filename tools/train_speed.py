@@ -45,7 +45,7 @@ def train_speed(device, steps, amp, variants=((True, 255),)):
     meta_batch = {"x4": torch.rand(batch_size, 256, 8, 8, generator=generator),
                   "z4": torch.rand(batch_size * num_reg, 256, 24, 24, generator=generator),
                   "centers": torch.zeros(batch_size * num_reg, 2)}
-    jobs["meta"] = (MetaStage(DEFAULT_FILES["mlt"], device, num_reg=num_reg), meta_batch)
+    jobs["meta"] = (MetaStage(DEFAULT_FILES[("paper", "mlt")], device, num_reg=num_reg), meta_batch)
     results = {}
     for name, (stage, batch) in jobs.items():
         module = stage.trainable().train()

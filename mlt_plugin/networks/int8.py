@@ -87,7 +87,8 @@ def folded_layers(net) -> list:
         elif isinstance(module, nn.MaxPool2d):
             layers.append("pool")
     first = layers[0]
-    mean, std = net.pixel_mean.view(1, -1, 1, 1).float().cpu(), net.pixel_std.view(1, -1, 1, 1).float().cpu()
+    mean, std = (net.backbone.pixel_mean.view(1, -1, 1, 1).float().cpu(),
+                 net.backbone.pixel_std.view(1, -1, 1, 1).float().cpu())
     first[0] = first[0] / std
     first[1] = first[1] - (first[0] * mean).sum((1, 2, 3))
     return layers

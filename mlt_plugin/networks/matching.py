@@ -12,6 +12,9 @@ Shape arithmetic (no padding; conv out = (in - k) / s + 1, pool 3x3 stride 2):
     conv5 1x1x256x192 (w5)      8x8x192           24x24x192
     xcorr(phi(x), phi(z))       response (24 - 8 + 1) = 17x17, total stride 2 * 2 * 2 = 8
 
+With the ``lite`` extractor (extractors.py) "conv4" is EfficientNet-Lite0's 112-channel features at stride 8:
+16x16 for x, 32x32 for z, the same 17x17 response. Below, 256 is the paper's conv4 channel count.
+
 Batch norm follows every conv; ReLU follows conv1-conv4 (the embedding itself is signed).
 The adaptive last layer appends ``w_target`` (1x1x256x32) to w5, its channels normalised like the base
 channels (``target_kernels``), and scales the 224 channels by the meta-learner's sigmoid attention (eq. 4). Features are L2-normalised per position across channels,
@@ -22,55 +25,44 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mlt_plugin.networks.extractors import build_extractor
+
 BASE_CHANNELS = 192  # w5 output channels
 TARGET_CHANNELS = 32  # w_target output channels
 ADAPTED_CHANNELS = BASE_CHANNELS + TARGET_CHANNELS  # 224
-CONV4_CHANNELS = 256
-
-
-def _conv_bn(cin, cout, k, stride=1, relu=True):
-    layers = [nn.Conv2d(cin, cout, k, stride, bias=False), nn.BatchNorm2d(cout)]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return layers
 
 
 class MatchingNetwork(nn.Module):
     """f_w(x, z) = phi_w(x) * phi_w(z), with an optionally adapted last layer (eq. 1 and eq. 4).
 
-    ``out_channels`` is 192 for MLT (w_target adds 32) and 224 for the MLT-mt baselines.
+    ``out_channels`` is 192 for MLT (w_target adds 32) and 224 for the MLT-mt baselines; ``extractor``
+    names the feature extractor below the last layer (networks/extractors.py: "paper" or "lite").
     """
 
-    def __init__(self, out_channels: int = BASE_CHANNELS):
+    def __init__(self, out_channels: int = BASE_CHANNELS, extractor: str = "paper"):
         super().__init__()
         self.out_channels = out_channels
-        # phi up to conv4: shared by the frozen part of every variant.
-        self.backbone = nn.Sequential(
-            *_conv_bn(3, 128, 11, stride=2),
-            nn.MaxPool2d(3, 2),
-            *_conv_bn(128, 256, 5),
-            nn.MaxPool2d(3, 2),
-            *_conv_bn(256, 384, 3),
-            *_conv_bn(384, CONV4_CHANNELS, 3),
-        )
-        self.conv5 = nn.Conv2d(CONV4_CHANNELS, out_channels, 1, bias=False)  # w5
+        self.backbone = build_extractor(extractor)  # phi up to conv4: frozen in every variant's update
+        self.conv5 = nn.Conv2d(self.backbone.channels, out_channels, 1, bias=False)  # w5
         self.bn5 = nn.BatchNorm2d(out_channels)
         # Logit f = scale * mean cosine similarity + bias.
         self.response_scale = nn.Parameter(torch.tensor(10.0))
         self.response_bias = nn.Parameter(torch.tensor(-5.0))
-        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255)
-        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255)
         # conv1-3 output ranges for the int8 search backbone (networks/int8.py), from the weight file's
         # calibration file where it has one.
         self.int8_activation_max = None
 
+    @property
+    def extractor(self) -> str:
+        return self.backbone.name
+
     def conv4_features(self, images: torch.Tensor) -> torch.Tensor:
-        """RGB images (B, 3, H, W), 0-255 values, to conv4 features (B, 256, h, w)."""
-        return self.backbone((images - self.pixel_mean) / self.pixel_std)
+        """RGB images (B, 3, H, W), 0-255 values, to the extractor's features ("conv4", (B, C, h, w))."""
+        return self.backbone(images)
 
     def target_kernels(self, w_target, template_conv4, floor: float = 0.1):
         """Normalise the 32 target channels like bn5 normalises w5's 192: (w_target, template conv4) ->
-        (kernels (B, 32, 256), bias (B, 32)) such that ``conv4 . kernel + bias`` is a target channel.
+        (kernels (B, 32, C), bias (B, 32), C the extractor's channels, 256 for the paper's conv4) such that ``conv4 . kernel + bias`` is a target channel.
 
         Eq. (4) concatenates w_target to w5, and section 3.2.1 puts a batch norm after every conv, so in
         the paper's network the 32 new channels pass through a normalisation like the base channels do.
@@ -159,7 +151,7 @@ class MatchingNetwork(nn.Module):
         """
         if out_channels < self.out_channels:
             raise ValueError(f"cannot widen a {self.out_channels}-channel matching network to {out_channels} channels")
-        wide = MatchingNetwork(out_channels).to(self.response_scale.device)
+        wide = MatchingNetwork(out_channels, self.extractor).to(self.response_scale.device)
         old = self.state_dict()
         state = wide.state_dict()
         for key, value in old.items():
@@ -172,25 +164,11 @@ class MatchingNetwork(nn.Module):
         wide.load_state_dict(state)
         return wide
 
-    @torch.no_grad()
     def fold_batch_norm(self):
-        """For inference only: fold each backbone batch norm into its conv (one pass less per layer) and
-        store the backbone channels-last, the layout oneDNN's CPU convolutions are fastest in."""
+        """For inference only: the extractor's batch norms folded (see its fold_batch_norm)."""
         if self.training:
             raise ValueError("fold_batch_norm() is for inference: call .eval() first")
-        layers, modules = [], list(self.backbone)
-        for index, module in enumerate(modules):
-            if isinstance(module, nn.BatchNorm2d):
-                continue
-            following = modules[index + 1] if index + 1 < len(modules) else None
-            if isinstance(module, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
-                scale = following.weight / (following.running_var + following.eps).sqrt()
-                conv = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride)
-                conv.weight.copy_(module.weight * scale.view(-1, 1, 1, 1))
-                conv.bias.copy_(following.bias - following.running_mean * scale)
-                module = conv.to(module.weight.device, module.weight.dtype)
-            layers.append(module)
-        self.backbone = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.backbone.fold_batch_norm()
         return self
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The meta-learner g_theta of section 3.2.2 (eq. 3): delta (256x192) -> w_target (256x32) + 224 attentions.
+"""The meta-learner g_theta of section 3.2.2 (eq. 3): delta (Cx192) -> w_target (Cx32) + 224 attentions, C the
+feature extractor's channels (256 for the paper's conv4, 112 for lite).
 
 Departures from the paper's text (issue 12), and why:
 - Input: each sample's delta is divided by its own RMS (``normalise_delta``). The paper feeds the raw
@@ -22,7 +23,7 @@ that weight files keep their keys; they are no longer used.
 import torch
 import torch.nn as nn
 
-from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, CONV4_CHANNELS, TARGET_CHANNELS
+from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, TARGET_CHANNELS
 
 
 def normalise_delta(delta: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -34,10 +35,11 @@ def normalise_delta(delta: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 class MetaLearner(nn.Module):
     """3 fully connected layers, 2 hidden layers of 512 units each followed by dropout (keep 0.7)."""
 
-    def __init__(self, hidden: int = 512, keep_prob: float = 0.7):
+    def __init__(self, feature_channels: int = 256, hidden: int = 512, keep_prob: float = 0.7):
         super().__init__()
-        in_features = CONV4_CHANNELS * BASE_CHANNELS  # delta, flattened: 49,152
-        self.out_kernels = CONV4_CHANNELS * TARGET_CHANNELS  # w_target, flattened: 8,192
+        self.feature_channels = feature_channels
+        in_features = feature_channels * BASE_CHANNELS  # delta, flattened: 49,152 for the paper's network
+        self.out_kernels = feature_channels * TARGET_CHANNELS  # w_target, flattened: 8,192 for the paper's
         self.layers = nn.Sequential(
             nn.Linear(in_features, hidden),
             nn.ReLU(inplace=True),
@@ -61,8 +63,8 @@ class MetaLearner(nn.Module):
             self.layers[-1].bias[self.out_kernels + BASE_CHANNELS :] = -4.0
 
     def forward(self, delta: torch.Tensor):
-        """delta (B, 192, 256) -> raw w_target (B, 32, 256), attention (B, 224) in (0.5, 1.5)."""
+        """delta (B, 192, C) -> raw w_target (B, 32, C), attention (B, 224) in (0.5, 1.5)."""
         out = self.layers(normalise_delta(delta).flatten(1))
-        w_target = out[:, : self.out_kernels].view(-1, TARGET_CHANNELS, CONV4_CHANNELS)
+        w_target = out[:, : self.out_kernels].view(-1, TARGET_CHANNELS, self.feature_channels)
         attention = 0.5 + torch.sigmoid(out[:, self.out_kernels :])
         return w_target, attention

@@ -9,9 +9,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from mlt_plugin.networks.extractors import build_extractor
 from mlt_plugin.networks.int8 import read_calibration
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
@@ -21,20 +22,31 @@ INT8_MIN_VALUES = 1 << 20
 INT8_SUFFIX, SCALE_SUFFIX = ".int8", ".row_scale"
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# Variant -> shipped file. "mlt": matching network (192 ch) + meta-learner; "mt": 224-channel matching network.
-DEFAULT_FILES = {"mlt": WEIGHTS_DIR / "mlt.safetensors", "mt": WEIGHTS_DIR / "mlt_mt.safetensors"}
+# (extractor, variant) -> shipped file. "mlt": matching network (192 ch) + meta-learner; "mt": 224-channel
+# matching network. A lite file holds only what training changed: the extractor's ImageNet weights come
+# from their package.
+DEFAULT_FILES = {
+    ("paper", "mlt"): WEIGHTS_DIR / "mlt.safetensors",
+    ("paper", "mt"): WEIGHTS_DIR / "mlt_mt.safetensors",
+    ("lite", "mlt"): WEIGHTS_DIR / "lite.safetensors",
+    ("lite", "mt"): WEIGHTS_DIR / "lite_mt.safetensors",
+}
+# Constants that weight files written before the extractor seam hold; not weights, ignored on load.
+LEGACY_KEYS = {"matching.pixel_mean", "matching.pixel_std"}
 
 
 class UntrainedWeightsWarning(UserWarning):
     """Raised as a warning when no trained weight file is found and random weights are used."""
 
 
-def build_networks(variant: str):
-    """Fresh (untrained) networks for a variant: (matching, meta_learner or None)."""
+def build_networks(variant: str, extractor: str = "paper"):
+    """Fresh (untrained) networks for a variant: (matching, meta_learner or None); a pretrained extractor
+    comes with its package's weights."""
     if variant == "mlt":
-        return MatchingNetwork(BASE_CHANNELS), MetaLearner()
+        matching = MatchingNetwork(BASE_CHANNELS, extractor)
+        return matching, MetaLearner(matching.backbone.channels)
     if variant == "mt":
-        return MatchingNetwork(ADAPTED_CHANNELS), None
+        return MatchingNetwork(ADAPTED_CHANNELS, extractor), None
     raise ValueError(f"unknown network variant {variant!r}: expected 'mlt' or 'mt'")
 
 
@@ -62,9 +74,20 @@ def _decode(tensors):
     return decoded
 
 
+def _untrained_keys(matching) -> set:
+    """The extractor's keys still equal to its package's pretrained weights: not written to weight files."""
+    if not matching.backbone.pretrained:
+        return set()
+    package = build_extractor(matching.extractor).state_dict()
+    return {f"backbone.{k}" for k, v in matching.backbone.state_dict().items()
+            if torch.equal(v.detach().cpu().to(package[k].dtype), package[k])}
+
+
 def save_weights(path, matching, meta_learner=None, metadata=None):
-    """Write safetensors with keys 'matching.*' (fp16) and 'meta.*' (large weights int8, see above)."""
-    state = {f"matching.{k}": v for k, v in matching.state_dict().items()}
+    """Write safetensors with keys 'matching.*' (fp16) and 'meta.*' (large weights int8, see above), and
+    the extractor's name in the metadata."""
+    untrained = _untrained_keys(matching)
+    state = {f"matching.{k}": v for k, v in matching.state_dict().items() if k not in untrained}
     if meta_learner is not None:
         state.update({f"meta.{k}": v for k, v in meta_learner.state_dict().items()})
     tensors = {}
@@ -73,14 +96,16 @@ def save_weights(path, matching, meta_learner=None, metadata=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    metadata = {**(metadata or {}), "extractor": matching.extractor}
+    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
     tmp.replace(path)
 
 
 def _load_into(module, tensors, prefix, path):
     state = module.state_dict()
-    found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    missing = sorted(set(state) - set(found))
+    found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and k not in LEGACY_KEYS}
+    from_package = getattr(getattr(module, "backbone", None), "pretrained", False)
+    missing = sorted(k for k in set(state) - set(found) if not (from_package and k.startswith("backbone.")))
     unexpected = sorted(set(found) - set(state))
     if missing or unexpected:
         raise ValueError(
@@ -89,6 +114,8 @@ def _load_into(module, tensors, prefix, path):
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
     for key, expected in state.items():
+        if key not in found:  # a pretrained extractor's untrained weight: as the package gave it
+            continue
         if found[key].shape != expected.shape:
             raise ValueError(
                 f"weights file {path}: tensor {prefix}{key} has shape {tuple(found[key].shape)}, "
@@ -97,7 +124,7 @@ def _load_into(module, tensors, prefix, path):
         # NaN/inf weights (a diverged training run) would give NaN responses and meaningless boxes.
         if found[key].is_floating_point() and not torch.isfinite(found[key]).all():
             raise ValueError(f"weights file {path}: tensor {prefix}{key} has NaN or infinite values (diverged training?)")
-    module.load_state_dict({k: v.to(state[k].dtype) for k, v in found.items()})
+    module.load_state_dict({**state, **{k: v.to(state[k].dtype) for k, v in found.items()}})
 
 
 def _read(path):
@@ -116,8 +143,18 @@ def _read(path):
     return _decode(tensors)
 
 
+def file_extractor(path) -> str:
+    """The feature extractor a weight file was trained on (files before the seam: "paper")."""
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return (handle.metadata() or {}).get("extractor", "paper")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"weights file {path} is not a readable safetensors file: {err}") from err
+
+
 def load_matching(path, channels: int | None = None) -> MatchingNetwork:
-    """Only the matching network from a weight file (e.g. the matching stage's export).
+    """Only the matching network from a weight file (e.g. the matching stage's export), on the extractor
+    the file names.
 
     ``channels`` None: as many last-layer channels as the file holds (192 for MLT's, 224 for MLT-mt's).
     """
@@ -126,20 +163,21 @@ def load_matching(path, channels: int | None = None) -> MatchingNetwork:
         if "matching.conv5.weight" not in tensors:
             raise ValueError(f"weights file {path} has no matching network (no matching.conv5.weight)")
         channels = tensors["matching.conv5.weight"].shape[0]
-    matching = MatchingNetwork(channels)
+    matching = MatchingNetwork(channels, file_extractor(path))
     _load_into(matching, tensors, "matching.", path)
     return matching
 
 
-def load_weights(variant: str, path=None):
-    """Networks for ``variant`` with weights from ``path`` (default: the shipped file).
+def load_weights(variant: str, path=None, extractor: str = "paper"):
+    """Networks for ``variant`` on ``extractor`` with weights from ``path`` (default: the shipped file).
 
-    A missing default file gives random weights and an ``UntrainedWeightsWarning``; an explicit path
-    that is missing, corrupt or of the wrong shape raises with the file's name.
+    A missing default file gives random weights (a pretrained extractor: its package's) and an
+    ``UntrainedWeightsWarning``; an explicit path that is missing, corrupt, of the wrong shape or of
+    another extractor raises with the file's name.
     """
-    matching, meta_learner = build_networks(variant)
+    matching, meta_learner = build_networks(variant, extractor)
     default = path is None
-    path = Path(DEFAULT_FILES[variant] if default else path)
+    path = Path(DEFAULT_FILES[(extractor, variant)] if default else path)
     if default and not path.is_file():
         warnings.warn(
             f"no trained weights at {path}: MLT is running with UNTRAINED random weights, "
@@ -149,6 +187,9 @@ def load_weights(variant: str, path=None):
         )
         return matching, meta_learner
     tensors = _read(path)
+    if file_extractor(path) != extractor:
+        raise ValueError(f"weights file {path} was trained on the {file_extractor(path)!r} feature extractor, "
+                         f"the parameter set uses {extractor!r} (set params.extractor, or give a {extractor} file)")
     _load_into(matching, tensors, "matching.", path)
     matching.int8_activation_max = read_calibration(path, matching)
     if meta_learner is not None:

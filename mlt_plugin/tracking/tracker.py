@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from mlt_plugin.geometry import RESPONSE_SIZE
-from mlt_plugin.networks.int8 import Int8Backbone, activation_maxima
+from mlt_plugin.networks.int8 import Int8Backbone, activation_maxima, int8_supported
+from mlt_plugin.networks.lite_openvino import LiteOpenVINO
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
 from mlt_plugin.params import TrackerParams, load_parameters, resolve_device, resolve_precision
@@ -71,15 +72,15 @@ class MLT:
         if params.get("num_threads", None):
             torch.set_num_threads(params.num_threads)
         variant = "mlt" if params.update == "meta" else "mt"
-        self.net, self.meta_learner = load_weights(variant, params.weights)
+        self.net, self.meta_learner = load_weights(variant, params.weights, params.get("extractor", "paper"))
         self.net = self.net.to(self.device, params.dtype).eval().fold_batch_norm()
         if self.meta_learner is not None:
             self.meta_learner = self.meta_learner.to(self.device).eval()
         # The precision of the search crops' conv1-4, the per-frame bulk of the work. The template, the last
         # layer, the L2 normalisation and the correlation always run in fp32: with them in bf16 too, the
         # logits that choose the box moved 7x more than with bf16 in conv1-4 alone (README, "Precision").
-        self.precision = resolve_precision(params.get("precision", "auto"), self.device)
-        self.int8_backbone = None  # built at the first initialize (calibrated once, see _build_int8)
+        self.precision = resolve_precision(params.get("precision", "auto"), self.device, self.net.extractor)
+        self.search_engine = None  # OpenVINO's search forward, built at the first initialize (_build_search_engine)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
         up = params.response_upsample * RESPONSE_SIZE
@@ -109,8 +110,8 @@ class MLT:
         self.search_side = exemplar_side * p.instance_size / p.exemplar_size
         exemplar = crop_square(image, self.center, exemplar_side, p.exemplar_size, self.pad_color)
         self.net.conv5.weight.data.copy_(self._initial_w5)  # undo fine-tuning from a previous sequence
-        if self.precision == "int8" and self.int8_backbone is None:
-            self._build_int8(image)
+        if self.search_engine is None:
+            self._build_search_engine(image)
         with torch.inference_mode():
             template_conv4 = self.net.conv4_features(self._to_tensor([exemplar]))
         self.template_conv4 = template_conv4.float().clone()  # a normal tensor: updates differentiate through it
@@ -293,15 +294,24 @@ class MLT:
         self.stage_seconds[stage] += now - since
         return now
 
+    def _build_search_engine(self, image):
+        """The search forward on OpenVINO where it is the fast CPU path, once per tracker: the paper's int8
+        conv1-4, or the lite extractor in fp32 or bf16 (networks/lite_openvino.py); else None (torch)."""
+        if self.net.extractor == "lite" and self.device.type == "cpu" and int8_supported():
+            self.search_engine = LiteOpenVINO(self.net.backbone, len(self.scales), self.params.instance_size,
+                                              self.precision)
+        elif self.precision == "int8":
+            self._build_int8(image)
+
     def _build_int8(self, image):
-        """The int8 conv1-4, once per tracker: its activation ranges come from the weight file (shipped files
-        carry them, see tools/calibrate_int8.py), else from this first frame's search crops, kept for every
-        later sequence (VOT's re-initialisations included)."""
+        """The int8 conv1-4: its activation ranges come from the weight file (shipped files carry them, see
+        tools/calibrate_int8.py), else from this first frame's search crops, kept for every later sequence
+        (VOT's re-initialisations included)."""
         maxima = self.net.int8_activation_max
         if maxima is None:
             with torch.inference_mode():
                 maxima = activation_maxima(self.net, self._to_tensor(self._search_crops(image)))
-        self.int8_backbone = Int8Backbone(self.net, len(self.scales), self.params.instance_size, maxima)
+        self.search_engine = Int8Backbone(self.net, len(self.scales), self.params.instance_size, maxima)
 
     def _search_crops(self, image) -> np.ndarray:
         """The search crops at every scale, (S, size, size, 3) uint8."""
@@ -310,8 +320,8 @@ class MLT:
 
     def _search_conv4(self, crops):
         """conv1-4 of the search crops in the tracker's precision, returned in fp32."""
-        if self.int8_backbone is not None:
-            return self.int8_backbone(crops)
+        if self.search_engine is not None:
+            return self.search_engine(crops)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             return self.net.conv4_features(self._to_tensor(crops)).float()
 

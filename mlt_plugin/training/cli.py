@@ -45,10 +45,13 @@ def add_parser(subparsers):
     parser.add_argument("--train-last-layer", action="store_true",
                         help="matching stages: train only w5/bn5 and the response scale on conv1-4 as loaded by --init "
                         "(frozen, batch-norm statistics included), e.g. MLT-mt's 224 channels on MLT's backbone")
+    parser.add_argument("--extractor", choices=["paper", "lite"], default="paper",
+                        help="matching stages: the feature extractor under the last layer (lite: EfficientNet-Lite0 "
+                        "from ImageNet, trained with --train-last-layer on its package weights); meta: from --matching-weights")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
-                       help="meta stage: cache the frozen matching network's conv4 features of augmented crops")
+                       help="meta stage, and matching stages with --train-last-layer: cache the frozen extractor's features (conv4) of augmented crops")
     cache.add_argument("--cache-frames", type=int, default=40, help="feature cache: frames per trajectory at most")
     cache.add_argument("--cache-crops", type=int, default=2, help="feature cache: augmented search crops per frame")
     cache.add_argument("--still-crops", type=int, default=8,
@@ -102,7 +105,7 @@ def run(args):
                  crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
                  still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
                  val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
-                 last_layer_only=args.train_last_layer)
+                 last_layer_only=args.train_last_layer, extractor=args.extractor)
     if args.prepare_only:
         print("caches ready")
     else:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mlt_plugin.networks.matching import CONV4_CHANNELS
+from mlt_plugin.geometry import EXEMPLAR_SIZE, INSTANCE_SIZE
 from mlt_plugin.training.datasets.sources import source_digest
 from mlt_plugin.training.datasets.sources import Source
 from mlt_plugin.training.sampling import (
@@ -43,9 +43,10 @@ STILL_KINDS = ("coco", "tinyimagenet")
 
 
 def network_fingerprint(net) -> str:
-    """A hash of the network's weights: cached features belong to exactly one network."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
+    """A hash of the feature extractor's weights: cached features belong to exactly one extractor, whatever
+    last layer sits on it (the matching stage with a frozen extractor and the meta stage share a cache)."""
+    digest = hashlib.sha256(net.extractor.encode())
+    for name, tensor in sorted(net.backbone.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()
@@ -102,9 +103,11 @@ def _build(folder, source, net, device, frames_per_trajectory, crops_per_frame, 
     partial = folder.with_name(folder.name + ".partial")  # renamed when complete: a crash leaves no half cache
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    exemplar = np.lib.format.open_memmap(partial / "exemplar.npy", "w+", np.float16, (len(items), CONV4_CHANNELS, 8, 8))
+    channels, x_side, z_side = (net.backbone.channels, net.backbone.feature_side(EXEMPLAR_SIZE),
+                                net.backbone.feature_side(INSTANCE_SIZE))
+    exemplar = np.lib.format.open_memmap(partial / "exemplar.npy", "w+", np.float16, (len(items), channels, x_side, x_side))
     search = np.lib.format.open_memmap(
-        partial / "search.npy", "w+", np.float16, (len(items), crops_per_frame, CONV4_CHANNELS, 24, 24))
+        partial / "search.npy", "w+", np.float16, (len(items), crops_per_frame, channels, z_side, z_side))
     centers = np.zeros((len(items), crops_per_frame, 2), np.float32)
     loader = torch.utils.data.DataLoader(
         _FrameCrops(source.trajectories, items, crops_per_frame, seed, still=source.kind in STILL_KINDS), batch_size=batch_frames,
@@ -242,7 +245,7 @@ class CachedEpisodeDataset(torch.utils.data.Dataset):
             zs.append(search[rows, crops])
             centers.append(source.centers[rows, crops])
         return {
-            "x4": torch.from_numpy(np.stack(xs)),  # (B, 256, 8, 8) fp16
-            "z4": torch.from_numpy(np.concatenate(zs)),  # (B * num_reg, 256, 24, 24) fp16, grouped by episode
+            "x4": torch.from_numpy(np.stack(xs)),  # (B, C, 8, 8) fp16 (paper; lite: 16x16)
+            "z4": torch.from_numpy(np.concatenate(zs)),  # (B * num_reg, C, 24, 24) fp16 (lite: 32x32), grouped by episode
             "centers": torch.from_numpy(np.concatenate(centers)),
         }

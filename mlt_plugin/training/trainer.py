@@ -16,6 +16,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from mlt_plugin.geometry import EXEMPLAR_SIZE, INSTANCE_SIZE, LABEL_RADIUS, TOTAL_STRIDE
+from mlt_plugin.networks.extractors import EXTRACTORS
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
@@ -109,18 +110,23 @@ class MatchingStage:
     export_name = {BASE_CHANNELS: "matching.safetensors", ADAPTED_CHANNELS: "mlt_mt.safetensors"}
 
     def __init__(self, channels, device, search_size=INSTANCE_SIZE, memory_format=torch.channels_last,
-                 last_layer_only=False):
+                 last_layer_only=False, extractor="paper", feature_cache=None, cache_options=None):
         if search_size < EXEMPLAR_SIZE + TOTAL_STRIDE:
             raise ValueError(f"search size {search_size} must be at least {EXEMPLAR_SIZE + TOTAL_STRIDE} px "
                              f"(the {EXEMPLAR_SIZE} px exemplar plus one response cell)")
         self.memory_format = memory_format  # contiguous_format: the plain layout, for speed comparisons
-        self.model = MatchingNetwork(channels).to(device).to(memory_format=memory_format)
+        self.model = MatchingNetwork(channels, extractor).to(device).to(memory_format=memory_format)
         self.device = device
         self.search_size = search_size
         # conv1-4 frozen as loaded (weights and batch-norm statistics): only w5, bn5 and the response
         # scale and bias train, e.g. MLT-mt's 224-channel last layer on MLT's trained backbone.
         self.last_layer_only = last_layer_only
         self.model.backbone.requires_grad_(not last_layer_only)
+        # With the extractor frozen its features of augmented crops can be cached once (feature_cache.py),
+        # pairs drawn from them as the meta stage draws episodes: a frame's exemplar and another frame's crop.
+        if feature_cache is not None and not last_layer_only:
+            raise ValueError("--feature-cache in a matching stage needs --train-last-layer (a frozen extractor)")
+        self.feature_cache, self.cache_options = feature_cache, cache_options or {}
 
     def trainable(self):
         return self.model
@@ -128,6 +134,9 @@ class MatchingStage:
     def load_init(self, path):
         """Warm start from a weight file; MLT-mt's 224 channels may start from MLT's 192 (``widened``)."""
         network = load_matching(path)
+        if network.extractor != self.model.extractor:
+            raise ValueError(f"--init {path}: trained on the {network.extractor!r} extractor, this run trains "
+                             f"{self.model.extractor!r} (--extractor)")
         if network.out_channels < self.model.out_channels:
             network = network.widened(self.model.out_channels)
         elif network.out_channels > self.model.out_channels:
@@ -136,15 +145,24 @@ class MatchingStage:
         self.model.load_state_dict(network.state_dict())
 
     def prepare(self, sources, rank, world):
-        return sources
+        if self.feature_cache is None:
+            return sources
+        return _built_once(rank, world, lambda build: prepare_feature_cache(
+            self.feature_cache, sources, self.model, self.device, build=build, **self.cache_options))
 
     def dataset(self, sources, iterations, batch_size, seed, first_sample):
+        if self.feature_cache is not None:
+            return CachedEpisodeDataset(sources, iterations, batch_size, num_reg=1, seed=seed, first_sample=first_sample)
         return PairDataset(sources, iterations, batch_size, seed=seed, first_sample=first_sample,
                            search_size=self.search_size)
 
     def loss(self, module, batch):
         if self.last_layer_only:
             self.model.backbone.eval()  # the frozen backbone normalises with its running statistics, as in tracking
+        if "x4" in batch:  # cached extractor features: the last layer, normalisation and correlation only
+            net = self.model
+            logits = net.correlate(net.embed(batch["x4"].float()), net.embed(batch["z4"].float()))
+            return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
         as_image = lambda t: t.float().contiguous(memory_format=self.memory_format)  # noqa: E731
         logits = module(as_image(batch["x"]), as_image(batch["z"]))
         return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
@@ -185,7 +203,7 @@ class MetaStage:
     def __init__(self, matching_weights, device, num_delta=8, num_reg=16, feature_cache=None, cache_options=None):
         self.matching = load_matching(matching_weights, BASE_CHANNELS).to(device).eval()
         self.matching.requires_grad_(False)
-        self.model = MetaLearner().to(device)
+        self.model = MetaLearner(self.matching.backbone.channels).to(device)
         self.device = device
         self.num_delta, self.num_reg = num_delta, num_reg
         self.feature_cache = feature_cache
@@ -195,7 +213,7 @@ class MetaStage:
         return self.model
 
     def load_init(self, path):
-        self.model.load_state_dict(load_weights("mlt", path)[1].state_dict())
+        self.model.load_state_dict(load_weights("mlt", path, self.matching.extractor)[1].state_dict())
 
     def prepare(self, sources, rank, world):
         """The sources, or with a feature cache their cached features (built by rank 0 when absent)."""
@@ -308,7 +326,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
-          search_size=INSTANCE_SIZE, last_layer_only=False):
+          search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper"):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
     feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
@@ -323,7 +341,9 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         chosen by validation).
     search_size: matching stages, the search crop's side for training (255; smaller trains faster).
     last_layer_only: matching stages, train w5, bn5 and the response scale and bias on conv1-4 as loaded by
-        ``init`` (or the resumed checkpoint), which stay frozen.
+        ``init`` (or the resumed checkpoint; a pretrained extractor: as its package gives it), which stay frozen.
+    extractor: matching stages, the feature extractor (networks/extractors.py: "paper" or "lite"); the meta
+        stage takes the one its matching weights name.
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
@@ -339,7 +359,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     if batch_size % world:
         raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
     torch.manual_seed(seed)
-    if last_layer_only and not (init or resume):
+    if last_layer_only and not (init or resume or EXTRACTORS[extractor].pretrained):
         raise ValueError("--train-last-layer trains on a trained backbone: give --init WEIGHTS (or --resume)")
     if stage_name == "meta":
         if last_layer_only:
@@ -350,14 +370,17 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
                              workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
         stage = MetaStage(matching_weights, device, feature_cache=feature_cache, cache_options=cache_options)
     elif stage_name == "backbone":
+        if extractor != "paper":
+            raise ValueError("the backbone stage trains the paper's conv1-4 (--extractor paper)")
         if feature_cache is not None or last_layer_only:
             raise ValueError("--feature-cache and --train-last-layer are not for the backbone stage")
         stage = BackboneStage(device)
     elif stage_name in ("matching", "mt"):
-        if feature_cache is not None:
-            raise ValueError("--feature-cache is for the meta stage (the matching network trains, its features change)")
+        cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
+                             workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
         stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size,
-                              last_layer_only=last_layer_only)
+                              last_layer_only=last_layer_only, extractor=extractor, feature_cache=feature_cache,
+                              cache_options=cache_options)
     else:
         raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt or meta")
 

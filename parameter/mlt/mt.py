@@ -1,9 +1,10 @@
-"""MLT-mt baseline: the matching network with a 224-channel last layer and no online update."""
-from parameter.mlt.default import parameters as default_parameters
+"""MLT-mt on the default network family: the one more accurate on the report half of the validation split
+(README, "Results"). The families: paper, paper_mt, paper_mt_ft (the paper's network) and lite, lite_mt,
+lite_mt_ft (EfficientNet-Lite0 features)."""
+from parameter.mlt.paper_mt import parameters as family_parameters
 
 
 def parameters():
-    params = default_parameters()
+    params = family_parameters()
     params.name = "mt"
-    params.update = "none"
     return params

@@ -1,12 +1,10 @@
-"""MLT-mt+ft baseline: MLT-mt fine-tuning conv5 every 50 frames, 30 Adam steps at lr 1e-3 (section 4.2.1)."""
-from parameter.mlt.default import parameters as default_parameters
+"""MLT-mt+ft on the default network family: the one more accurate on the report half of the validation split
+(README, "Results"). The families: paper, paper_mt, paper_mt_ft (the paper's network) and lite, lite_mt,
+lite_mt_ft (EfficientNet-Lite0 features)."""
+from parameter.mlt.paper_mt_ft import parameters as family_parameters
 
 
 def parameters():
-    params = default_parameters()
+    params = family_parameters()
     params.name = "mt_ft"
-    params.update = "finetune"
-    params.update_interval = 50
-    params.finetune_iterations = 30
-    params.finetune_lr = 1e-3
     return params

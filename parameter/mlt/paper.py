@@ -1,0 +1,42 @@
+"""MLT on the paper's network (section 4.1): its 5-conv matching network + meta-learner updates every T frames
+(T = 10, not 30)."""
+import torch
+
+from mlt_plugin import geometry
+from mlt_plugin.params import TrackerParams, default_device
+
+
+def parameters() -> TrackerParams:
+    params = TrackerParams()
+    params.name = "paper"
+    params.extractor = "paper"  # feature extractor (mlt_plugin/networks/extractors.py): "paper" or "lite"
+    params.device = default_device()
+    params.dtype = torch.float32  # network run dtype; weights are fp16 on disk
+    params.precision = "auto"  # search conv1-4: "auto" (int8 on x86 CPUs via OpenVINO, fp16 on CUDA), "fp32", "int8", "bf16", "fp16"
+    params.weights = None  # None: the weights shipped in mlt_plugin/weights/
+    params.num_threads = None  # torch CPU threads; None leaves torch's default
+
+    # Geometry (SiamFC conventions, section 3.2.1).
+    params.exemplar_size = geometry.EXEMPLAR_SIZE  # x
+    params.instance_size = geometry.INSTANCE_SIZE  # z
+    params.context_amount = geometry.CONTEXT_AMOUNT  # padding around the box: (w + h) / 2
+    params.total_stride = geometry.TOTAL_STRIDE
+    params.response_upsample = 16  # 17x17 -> 272x272 before the arg-max
+
+    # Search (section 4.1).
+    params.scales = (1 / 1.035, 1.0, 1.035)
+    params.scale_penalty = 0.97
+    params.scale_damping = 0.59  # weight of the new scale in the size update
+    params.window_influence = 0.25  # cosine window weight
+    params.min_size = 2.0  # smallest tracked width/height in pixels
+
+    # Online adaptation (Algorithm 1).
+    params.update = "meta"  # "meta" (MLT), "none" (MLT-mt), "finetune" (MLT-mt+ft)
+    params.confidence_threshold = 0.5  # tau, on the probability sigmoid(f) of the response
+    params.memory_size = 64  # K: most recent confident context patches kept
+    # T: the paper's 30 updated too rarely here; 10 was chosen on the select half (issue 23:
+    # +0.013 [-0.001, +0.030] AUC over 30, docs/experiments.md)
+    params.update_interval = 10
+    params.num_update_samples = 8  # M, chosen by minimum entropy (eq. 5)
+    params.label_radius = geometry.LABEL_RADIUS  # positive radius on the response label map, in cells
+    return params
