@@ -1,6 +1,6 @@
 """`mlt bench`: fps end to end and per stage, and the success AUC of the same frames, for every precision
-this device supports, the presets, OpenCV MIL and the peers (NanoTrack, VitTrack, CSRT where they build),
-measured side by side in one run."""
+this device supports, the presets, the lite network (auto and fp32), OpenCV MIL and the peers (NanoTrack,
+VitTrack, CSRT where they build), measured side by side in one run."""
 import json
 import resource
 import time
@@ -14,6 +14,7 @@ import torch
 from mlt_plugin.build import MODELS_HELP, available_peers, build_tracker
 from mlt_plugin.demo import load_target
 from mlt_plugin.evaluation import score
+from mlt_plugin.networks.weights_io import UntrainedWeightsWarning
 from mlt_plugin.params import cpu_has_bf16, resolve_device, resolve_precision
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
@@ -33,7 +34,11 @@ def _configs(device, models=None):
         else:  # emulated bf16 is many times slower than fp32: not worth timing
             print("  default bf16: skipped, this CPU has no native bf16 (AVX512-BF16 / AMX)", flush=True)
     auto = resolve_precision("auto", device)
+    lite_auto = resolve_precision("auto", device, "lite")
     mlt = [(f"default {p}", "default", p) for p in precisions] + [(f"{n} {auto}", n, auto) for n in ("fast", "mt")]
+    # lite at auto and fp32 (one row where auto is fp32), lite_mt at auto
+    mlt += [(f"lite {p}", "lite", p) for p in dict.fromkeys((lite_auto, "fp32"))]
+    mlt += [(f"lite_mt {lite_auto}", "lite_mt", lite_auto)]
     configs = [(label, name, {"device": str(device), "precision": p}) for label, name, p in mlt]
     peers = [(label, name, {"models": models}) for name, label in available_peers(models).items()]
     return configs + [("OpenCV MIL", "mil", {})] + peers
@@ -47,8 +52,8 @@ def _rss_mib():
 
 
 def bench_one(name, overrides, sequence, frames, device):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         tracker = build_tracker(name, **overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -74,6 +79,7 @@ def bench_one(name, overrides, sequence, frames, device):
         "auc": score(np.array(boxes), sequence)["success_auc"],
         "ms_per_frame": {s: 1000 * stages.get(s, 0.0) / frames for s in STAGES},
         "rss_mib": _rss_mib(),
+        "untrained": any(issubclass(w.category, UntrainedWeightsWarning) for w in caught),  # its AUC means nothing
     }
     if device.type == "cuda":
         row["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -94,7 +100,8 @@ def run_bench(args):
         row = bench_one(name, overrides, sequence, frames, device)
         row["config"] = label
         rows.append(row)
-        print(f"  {label}: {row['fps']:.1f} fps", flush=True)
+        untrained = " (untrained weights: its AUC means nothing)" if row["untrained"] else ""
+        print(f"  {label}: {row['fps']:.1f} fps{untrained}", flush=True)
     base = rows[0]["fps"]
     nano = next((row["fps"] for row in rows if row["config"] == "NanoTrack"), None)  # the fast CPU tracker to beat
     header = (f"{'config':<18}{'fps':>8}{'x fp32':>8}" + (f"{'x NanoTrack':>12}" if nano else "") + f"{'AUC':>7}"

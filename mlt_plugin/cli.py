@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mlt_plugin.params import parameter_set_names
 
+PARAMETER_SETS = ", ".join(parameter_set_names())
 PRECISION_HELP = "search conv1-4 precision: auto (default: int8 on x86 CPUs, fp16 on CUDA), fp32, int8, bf16, fp16"
 
 
@@ -20,7 +22,8 @@ def _add_track(subparsers):
     )
     parser.add_argument("path", nargs="?", help="sequence folder or video file")
     parser.add_argument("--box", help="initial box x,y,w,h (0-based pixels); overrides the ground truth")
-    parser.add_argument("--params", default="default", help="parameter set: default, mt, mt_ft, fast")
+    parser.add_argument("--params", default="default",
+                        help=f"parameter set, NAME[@key=value,...]: {PARAMETER_SETS} (default: default)")
     parser.add_argument("--weights", help="weights file (default: the shipped weights)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.add_argument("--precision", help=PRECISION_HELP)
@@ -109,7 +112,9 @@ def _add_eval(subparsers):
         "OUT/results/ and reused by a rerun (resume).",
     )
     parser.add_argument("paths", nargs="*")
-    parser.add_argument("--params", nargs="+", default=["default"], help="parameter sets to compare, NAME[@key=value,...] (e.g. mt@precision=fp32)")
+    parser.add_argument("--params", nargs="+", default=["default"],
+                        help=f"parameter sets to compare, NAME[@key=value,...] (e.g. mt@precision=fp32): {PARAMETER_SETS} "
+                        "(default: default)")
     parser.add_argument("--mil", action="store_true", help="also run OpenCV's TrackerMIL as a classical reference")
     parser.add_argument("--peers", action="store_true",
                         help="also run OpenCV's TrackerNano (NanoTrack v2), TrackerVit (VitTrack) and, with "

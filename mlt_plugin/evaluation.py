@@ -48,7 +48,8 @@ MAX_STARTS = 1 + len(SRE_STARTS)
 
 
 def tracker_name(params) -> str:
-    """'MLT' for the default parameter set, 'MLT-<name>' otherwise (the toolkits' result folder names)."""
+    """'MLT' for the default parameter set, 'MLT-<name>' otherwise (MLT-mt, MLT-paper, MLT-lite, MLT-lite_mt, ...):
+    the toolkits' result folder names and the VOT trackers.ini sections."""
     return "MLT" if params == "default" else f"MLT-{params}"
 
 
@@ -476,7 +477,10 @@ class Experiment:
 
 def add_runner_arguments(parser):
     """The options every runner's command line shares (the got10k runner, the LaSOT experiment)."""
-    parser.add_argument("--params", default="default", help="MLT parameter set (default, mt, mt_ft, ...)")
+    from mlt_plugin.params import parameter_set_names
+
+    parser.add_argument("--params", default="default",
+                        help="MLT parameter set: " + ", ".join(parameter_set_names()) + " (default: default)")
     parser.add_argument("--weights", help="weights file (default: the shipped weights)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.add_argument("--workers", type=int, default=1, help="sequences tracked in parallel processes")

@@ -39,17 +39,18 @@ def _finish(proc, timeout=60):
     return proc.returncode, proc.stdout.read().decode(), proc.stderr.read().decode()
 
 
-def test_trax_server_tracks_polygons_and_reports_confidence(shared_data):
+@pytest.mark.parametrize("params", ["mt", "lite_mt"])  # both networks (lite may be untrained: boxes not scored)
+def test_trax_server_tracks_polygons_and_reports_confidence(shared_data, params):
     from trax.client import Client
     from trax.image import FileImage
     from trax.region import Polygon, Rectangle
 
     frames = shared_data / "vot" / "ball1" / "color"
     started = time.perf_counter()
-    proc = _start_server("--params", "mt")
+    proc = _start_server("--params", params)
     client = Client(stream=(proc.stdin.fileno(), proc.stdout.fileno()), log=lambda message: None)
     handshake = time.perf_counter() - started
-    assert client.tracker_name == "MLT-mt"
+    assert client.tracker_name == f"MLT-{params}"
     assert set(client.region_formats) >= {"rectangle", "polygon"}
     # A polygon (rotated box) starts the tracker at the bounding box of its corners.
     polygon = Polygon.create([(491.3, 409.47), (528.95, 399.01), (540.42, 440.33), (502.77, 450.79)])
@@ -200,15 +201,6 @@ def test_vot_setup_merges_trackers_ini(tmp_path):
     assert ini.read_text() == text
     with pytest.raises(ValueError, match="unknown parameter set"):
         setup_workspace(tmp_path, ["nope"])
-
-
-def test_repository_trackers_ini_is_valid():
-    config = configparser.ConfigParser()
-    config.read(REPO / "trackers.ini")
-    for section, params in (("MLT", "default"), ("MLT-mt", "mt")):
-        entry = config[section]
-        assert entry["protocol"] == "traxpython" and entry["command"] == "tracker_wrappers.vot_trax"
-        assert entry["paths"] == "." and int(entry["timeout"]) >= 120 and entry["env_mlt_params"] == params
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,11 +5,15 @@ Python, with got10k's own experiments::
     from got10k.experiments import ExperimentDTB70
     from tracker_wrappers.got10k import MLTTracker
     tracker = MLTTracker("mt")                # got10k Tracker named 'MLT-mt'; PIL in, [x, y, w, h] out
+    tracker = MLTTracker("lite_mt")           # any parameter set: 'MLT-lite_mt' ('MLT' for default)
     experiment.run(tracker); experiment.report([tracker.name])
 
 Command line (offline, on a local root that may hold only part of a benchmark; never downloads)::
 
     python -m tracker_wrappers.got10k --experiment otb --root /data/OTB100 [--params default] [--workers 2]
+
+``--params``: any set of ``mlt_plugin.params.parameter_set_names()`` (default, mt, mt_ft, paper, paper_mt,
+paper_mt_ft, lite, lite_mt, lite_mt_ft, fast; ``--help`` lists them).
 
 otb, uav123 (10 or 30 fps, native layout with configSeqs.m or a .json), dtb70, tcolor128 and lasot run
 on MLT's evaluation core (``mlt_plugin.evaluation``: the same reader, runner, scorer and plots as

@@ -21,6 +21,9 @@ CLI::
 
     python -m tracker_wrappers.lasot --root /data/LaSOT --subset test [--params default]
         [--workers 2] [--shard 0/4] [--frames N] [--result-dir results] [--report-dir reports]
+
+``--params``: any MLT parameter set (``--help`` lists them); results go to ``MLT`` for default,
+``MLT-<set>`` otherwise.
 """
 import argparse
 import re

@@ -19,7 +19,8 @@ The VOT toolkit starts this module (``trackers.ini``: ``protocol = traxpython``,
   session: <reason>" instead of hanging or saying only "Unable to connect". The exit status is
   then 1. A client ``quit`` or a closed connection ends the server with status 0.
 
-Parameter set, weights and device: ``--params NAME`` (default, mt, mt_ft, ...), ``--weights FILE``,
+Parameter set, weights and device: ``--params NAME`` (any of ``mlt_plugin.params.parameter_set_names()``:
+default, mt, mt_ft, paper*, lite*, fast), ``--weights FILE``,
 ``--device cpu|cuda|cuda:N``; or the environment variables ``MLT_PARAMS``, ``MLT_WEIGHTS``,
 ``MLT_DEVICE`` (``env_MLT_PARAMS = mt`` in ``trackers.ini``). The flags win over the environment.
 Nothing is printed to stdout (it carries the protocol); messages go to stderr, which the toolkit
@@ -49,8 +50,10 @@ def parse_args(argv=None):
         description="MLT as a TraX server. Started by a TraX client (the VOT toolkit: `vot test MLT`, "
         "`vot evaluate MLT`), not by hand.",
     )
+    # Sets named, not listed by parameter_set_names(): importing mlt_plugin loads torch, after the handshake.
     parser.add_argument("--params", default=os.environ.get("MLT_PARAMS") or "default",
-                        help="parameter set (default: $MLT_PARAMS or 'default')")
+                        help="parameter set, a file name in parameter/mlt/: default, mt, mt_ft, paper, paper_mt, "
+                        "paper_mt_ft, lite, lite_mt, lite_mt_ft, fast (default: $MLT_PARAMS or 'default')")
     parser.add_argument("--weights", default=os.environ.get("MLT_WEIGHTS") or None,
                         help="weights file (default: $MLT_WEIGHTS or the shipped weights)")
     parser.add_argument("--device", default=os.environ.get("MLT_DEVICE") or None,

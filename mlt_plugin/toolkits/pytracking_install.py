@@ -16,6 +16,7 @@ and the command stops, unless ``--force``.
 from pathlib import Path
 
 from mlt_plugin.files import write_text_atomic
+from mlt_plugin.params import parameter_set_names
 
 MARKER = "Written by `mlt pytracking-install`"
 
@@ -74,8 +75,6 @@ def planned_files(param_sets) -> dict:
 
 def install(pytracking_dir, param_sets=None, force=False) -> list:
     """Write the tracker and parameter files; returns the written paths."""
-    from mlt_plugin.params import parameter_set_names
-
     names = parameter_set_names()
     param_sets = list(param_sets or names)
     unknown = [p for p in param_sets if p not in names]
@@ -103,7 +102,8 @@ def add_parser(subparsers):
         "pytracking checkout; then `python run_tracker.py mlt default --dataset_name otb` there.",
     )
     parser.add_argument("pytracking_dir", help="pytracking checkout (root or its pytracking/ package folder)")
-    parser.add_argument("--params", nargs="+", help="parameter sets to install (default: all)")
+    parser.add_argument("--params", nargs="+", metavar="SET",
+                        help="parameter sets to install (default: all of " + ", ".join(parameter_set_names()) + ")")
     parser.add_argument("--force", action="store_true", help="overwrite existing files whose content differs (e.g. your edits)")
     parser.set_defaults(func=run)
 

@@ -10,7 +10,9 @@ import re
 import sys
 from pathlib import Path
 
+from mlt_plugin.evaluation import tracker_name as section_name  # one naming rule: [MLT], [MLT-<set>]
 from mlt_plugin.files import write_text_atomic
+from mlt_plugin.params import parameter_set_names
 
 SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
 DEFAULT_TIMEOUT = 300
@@ -34,10 +36,6 @@ def shipped_stacks() -> dict:
 def code_root() -> Path:
     """The folder to put on PYTHONPATH so that `tracker_wrappers` and `mlt_plugin` import."""
     return _wrappers_dir().parent
-
-
-def section_name(params: str) -> str:
-    return "MLT" if params == "default" else f"MLT-{params}"
 
 
 def tracker_sections(param_sets, timeout=DEFAULT_TIMEOUT, python=None, device=None, weights=None) -> dict:
@@ -86,8 +84,6 @@ def merge_trackers_ini(text: str, sections: dict) -> str:
 def setup_workspace(workspace, param_sets=("default", "mt"), timeout=DEFAULT_TIMEOUT, stack=None,
                     device=None, weights=None, python=None) -> Path:
     """Register MLT in ``workspace`` (initialising it with ``stack`` first if given). Returns trackers.ini."""
-    from mlt_plugin.params import parameter_set_names
-
     workspace = Path(workspace).resolve()
     names = parameter_set_names()
     unknown = [p for p in param_sets if p not in names]
@@ -153,8 +149,9 @@ def add_parser(subparsers):
         "the shipped stacks use experiment classes that work for single-target trackers in vot-toolkit 0.9.0.",
     )
     parser.add_argument("workspace", help="VOT workspace folder")
-    parser.add_argument("--params", nargs="+", default=["default", "mt"],
-                        help="parameter sets to register (section MLT for 'default', MLT-<name> otherwise)")
+    parser.add_argument("--params", nargs="+", default=["default", "mt"], metavar="SET",
+                        help="parameter sets to register, any of: " + ", ".join(parameter_set_names())
+                        + " (default: default mt; section MLT for 'default', MLT-<set> otherwise)")
     parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
                         help=f"seconds the toolkit waits for each reply, start-up included (default {DEFAULT_TIMEOUT})")
     parser.add_argument("--stack", help=f"initialise a new workspace with this stack first ({stacks}, or a file)")
