@@ -2,7 +2,7 @@
 
     python tools/calibrate_int8.py mlt_plugin/weights/mlt.safetensors [--data ../shared/data] [--frames 4]
 
-The ranges (networks/int8.py: activation_maxima) come from the tracker's search crops at its 3 scales
+The ranges (networks/int8.py, networks/lite_openvino.py: activation_maxima) come from the tracker's search crops at its 3 scales
 around the ground-truth box of ``--frames`` frames spread over every training trajectory of the data
 folder (the validation split is never used). The weight file itself is not touched.
 """
@@ -12,6 +12,7 @@ import copy
 import numpy as np
 import torch
 
+from mlt_plugin.networks import lite_openvino
 from mlt_plugin.networks.int8 import activation_maxima, calibration_path, write_calibration
 from mlt_plugin.networks.weights_io import load_matching
 from mlt_plugin.params import load_parameters
@@ -46,9 +47,12 @@ def main():
     args = parser.parse_args()
     net = load_matching(args.weights).eval()
     crops = training_crops(args.data, args.frames)
-    maxima = activation_maxima(copy.deepcopy(net).fold_batch_norm(), crops)
+    if net.extractor == "lite":
+        maxima = lite_openvino.activation_maxima(net.backbone, crops)
+    else:
+        maxima = activation_maxima(copy.deepcopy(net).fold_batch_norm(), crops)
     write_calibration(args.weights, net, maxima, len(crops))
-    print(f"{calibration_path(args.weights)}: conv1-3 ranges {[round(v, 4) for v in maxima.tolist()]} from {len(crops)} crops")
+    print(f"{calibration_path(args.weights)}: int8 ranges {[round(v, 4) for v in maxima.tolist()]} from {len(crops)} crops")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import torch
 from mlt_plugin.geometry import RESPONSE_SIZE
 from mlt_plugin.networks.int8 import Int8Backbone, activation_maxima, int8_supported
 from mlt_plugin.networks.lite_openvino import LiteOpenVINO
+from mlt_plugin.networks.lite_openvino import activation_maxima as lite_activation_maxima
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
 from mlt_plugin.params import TrackerParams, load_parameters, resolve_device, resolve_precision
@@ -295,23 +296,24 @@ class MLT:
         return now
 
     def _build_search_engine(self, image):
-        """The search forward on OpenVINO where it is the fast CPU path, once per tracker: the paper's int8
-        conv1-4, or the lite extractor in fp32 or bf16 (networks/lite_openvino.py); else None (torch)."""
-        if self.net.extractor == "lite" and self.device.type == "cpu" and int8_supported():
-            self.search_engine = LiteOpenVINO(self.net.backbone, len(self.scales), self.params.instance_size,
-                                              self.precision)
-        elif self.precision == "int8":
-            self._build_int8(image)
-
-    def _build_int8(self, image):
-        """The int8 conv1-4: its activation ranges come from the weight file (shipped files carry them, see
+        """The search forward on OpenVINO where it is the fast CPU path, once per tracker: the paper's
+        conv1-4 in int8 (networks/int8.py), the lite extractor in fp32, bf16 or int8 (lite_openvino.py);
+        else None (torch). int8 activation ranges come from the weight file (shipped files carry them, see
         tools/calibrate_int8.py), else from this first frame's search crops, kept for every later sequence
         (VOT's re-initialisations included)."""
+        lite = self.net.extractor == "lite"
+        if not (self.precision == "int8" or (lite and self.device.type == "cpu" and int8_supported())):
+            return
         maxima = self.net.int8_activation_max
-        if maxima is None:
+        if maxima is None and self.precision == "int8":
             with torch.inference_mode():
-                maxima = activation_maxima(self.net, self._to_tensor(self._search_crops(image)))
-        self.search_engine = Int8Backbone(self.net, len(self.scales), self.params.instance_size, maxima)
+                crops = self._to_tensor(self._search_crops(image))
+                maxima = lite_activation_maxima(self.net.backbone, crops) if lite else activation_maxima(self.net, crops)
+        size, batch = self.params.instance_size, len(self.scales)
+        if lite:
+            self.search_engine = LiteOpenVINO(self.net.backbone, batch, size, self.precision, maxima=maxima)
+        else:
+            self.search_engine = Int8Backbone(self.net, batch, size, maxima)
 
     def _search_crops(self, image) -> np.ndarray:
         """The search crops at every scale, (S, size, size, 3) uint8."""
