@@ -305,7 +305,7 @@ def test_meta_cli_builds_the_feature_cache_once_and_exports_mlt_weights(tiny_sou
     load_weights("mlt", tmp_path / "run" / "mlt.safetensors")
     assert main(["train", "matching", "--source", f"seq:{tiny_source.root}", "--feature-cache", "x",
                  "--out", str(tmp_path / "bad")]) == 2
-    assert "meta stage" in capsys.readouterr().err
+    assert "needs --train-last-layer" in capsys.readouterr().err
 
 
 def test_matching_cli_with_a_crop_cache(tiny_source, tmp_path):

@@ -171,7 +171,10 @@ class MatchingStage:
         """Fixed batches of plain positive pairs (mild jitter, no hard pairs) from the validation sequences
         and, for the train/validation gap, from the training sources, at the tracker's 255 search crop."""
         def fixed(from_sources):
-            pairs = PairDataset(from_sources, count, batch_size, seed=seed + 1000, sampler=CropSampler(), hard=False)
+            if self.feature_cache is not None and from_sources is sources:  # the training sources, cached
+                pairs = CachedEpisodeDataset(from_sources, count, batch_size, num_reg=1, seed=seed + 1000)
+            else:
+                pairs = PairDataset(from_sources, count, batch_size, seed=seed + 1000, sampler=CropSampler(), hard=False)
             return [{k: v.to(self.device) for k, v in pairs[i].items()} for i in range(count)]
         return {"validation": fixed(val_sources), "training": fixed(sources)}
 
