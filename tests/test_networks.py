@@ -182,3 +182,27 @@ def test_precision_resolution():
         resolve_precision("int8", cuda)
     with pytest.raises(ValueError, match="CUDA only"):
         resolve_precision("fp16", cpu)
+
+
+@pytest.mark.parametrize("extractor, sides", [("paper", (8, 24)), ("lite", (16, 32))])
+def test_template_matcher_equals_embed_and_correlate(extractor, sides):
+    torch.manual_seed(0)
+    net = MatchingNetwork(extractor=extractor).eval()
+    with torch.no_grad():  # bn5 statistics other than the identity, so that folding them is tested
+        net.bn5.running_mean.normal_()
+        net.bn5.running_var.uniform_(0.5, 2.0)
+        net.bn5.weight.uniform_(0.5, 1.5)
+        net.bn5.bias.normal_()
+    channels = net.backbone.channels
+    template_conv4 = torch.randn(1, channels, sides[0], sides[0])
+    search_conv4 = torch.randn(3, sides[1], sides[1], channels).permute(0, 3, 1, 2)  # channels-last, as OpenVINO gives
+    adapted = {"w_target": torch.randn(1, 32, channels), "attention": torch.rand(1, 224) + 0.5,
+               "target_bias": torch.randn(1, 32)}
+    for adaptation in ({}, adapted):
+        with torch.no_grad():
+            expected = net.correlate(net.embed(template_conv4, **adaptation), net.embed(search_conv4, **adaptation))
+            got = net.matcher(template_conv4, **adaptation)(search_conv4)
+        assert got.shape == expected.shape == (3, 17, 17)
+        assert torch.allclose(got, expected, atol=1e-4)
+    with pytest.raises(ValueError, match="eval"):
+        net.train().matcher(template_conv4)

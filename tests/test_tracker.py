@@ -82,11 +82,11 @@ def test_meta_update_every_T_frames(demo, monkeypatch):
     original = tracker.meta_learner.forward
     monkeypatch.setattr(tracker.meta_learner, "forward", lambda d: calls.append(tracker.frame_index) or original(d))
     tracker.initialize(demo.frame(0), demo.boxes[0])
-    assert tracker.template.shape[1] == 192  # eq. (1) before any update
+    assert tracker.matcher.template.shape[1] == 192  # eq. (1) before any update
     for i in range(1, 16):
         tracker.track(demo.frame(i))
     assert calls == [5, 10, 15]
-    assert tracker.template.shape[1] == 224 and tracker.w_target.shape == (1, 32, 256)
+    assert tracker.matcher.template.shape[1] == 224 and tracker.w_target.shape == (1, 32, 256)
 
 
 def test_template_features_are_kept_not_recomputed(demo, monkeypatch):

@@ -141,8 +141,7 @@ class MLT:
         toc = self._lap("crop", tic)
         with torch.inference_mode():
             conv4 = self._search_conv4(crops)
-            search = self.net.embed(conv4, w_target=self.w_target, attention=self.attention, target_bias=self.target_bias)
-            logits = self.net.correlate(self.template, search).float().cpu().numpy()
+            logits = self.matcher(conv4).float().cpu().numpy()
         toc = self._lap("forward", toc)
 
         best, peak, confidence = self._locate(logits)
@@ -216,7 +215,7 @@ class MLT:
 
     def _update_template(self):
         with torch.inference_mode():
-            self.template = self.net.embed(
+            self.matcher = self.net.matcher(
                 self.template_conv4, w_target=self.w_target, attention=self.attention, target_bias=self.target_bias)
 
     def _reference_height(self, image):
@@ -225,7 +224,7 @@ class MLT:
         p = self.params
         crop = self._to_tensor([crop_square(image, self.center, self.search_side, p.instance_size, self.pad_color)])
         with torch.inference_mode():
-            logits = self.net.correlate(self.template, self.net.embed(self.net.conv4_features(crop))).float()
+            logits = self.matcher(self.net.conv4_features(crop)).float()
         self.reference_psr = peak_to_sidelobe(logits[0].cpu().numpy())
         return float(logits.max() - logits.mean())
 
