@@ -34,11 +34,10 @@ def _configs(device, models=None):
         else:  # emulated bf16 is many times slower than fp32: not worth timing
             print("  default bf16: skipped, this CPU has no native bf16 (AVX512-BF16 / AMX)", flush=True)
     auto = resolve_precision("auto", device)
-    lite_auto = resolve_precision("auto", device, "lite")
-    mlt = [(f"default {p}", "default", p) for p in precisions] + [(f"{n} {auto}", n, auto) for n in ("fast", "mt")]
-    # lite at auto and fp32 (one row where auto is fp32), lite_mt at auto
-    mlt += [(f"lite {p}", "lite", p) for p in dict.fromkeys((lite_auto, "fp32"))]
-    mlt += [(f"lite_mt {lite_auto}", "lite_mt", lite_auto)]
+    # Both networks at every precision, their MLT-mt at auto, and the one-scale preset.
+    mlt = [(f"{family}{suffix} {p}", family + suffix, p) for family in ("paper", "lite")
+           for suffix, family_precisions in (("", precisions), ("_mt", [auto])) for p in family_precisions]
+    mlt += [(f"fast {auto}", "fast", auto)]
     configs = [(label, name, {"device": str(device), "precision": p}) for label, name, p in mlt]
     peers = [(label, name, {"models": models}) for name, label in available_peers(models).items()]
     return configs + [("OpenCV MIL", "mil", {})] + peers

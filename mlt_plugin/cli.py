@@ -10,7 +10,7 @@ import numpy as np
 from mlt_plugin.params import parameter_set_names
 
 PARAMETER_SETS = ", ".join(parameter_set_names())
-PRECISION_HELP = "search conv1-4 precision: auto (default: int8 on x86 CPUs, fp16 on CUDA), fp32, int8, bf16, fp16"
+PRECISION_HELP = "search features precision: auto (default: int8 on x86 CPUs, fp16 on CUDA), fp32, int8, bf16, fp16"
 
 
 def _add_track(subparsers):

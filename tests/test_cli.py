@@ -110,8 +110,8 @@ def test_bench_times_every_configuration_by_stage(tmp_path, quiet_untrained):
 
     configs = [row["config"] for row in report["rows"]]
     auto = "int8" if int8_supported() else "fp32"
-    assert configs[0] == "default fp32" and {f"fast {auto}", f"mt {auto}", "OpenCV MIL"} <= set(configs)
-    assert ("default int8" in configs) == int8_supported()
+    assert configs[0] == "paper fp32" and {f"fast {auto}", f"paper_mt {auto}", f"lite_mt {auto}", "OpenCV MIL"} <= set(configs)
+    assert ("paper int8" in configs) == ("lite int8" in configs) == int8_supported()
     for row in report["rows"]:
         assert row["fps"] > 0 and set(row["ms_per_frame"]) == {"decode", "crop", "forward", "update", "postprocess"}
         assert 0 <= row["auc"] <= 1

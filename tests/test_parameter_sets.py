@@ -123,7 +123,7 @@ def test_runners_accept_every_set(name):
     assert MLTTracker(name).name == tracker_name(name) == ("MLT" if name == "default" else f"MLT-{name}")
 
 
-def test_bench_runs_lite(monkeypatch):
+def test_bench_runs_both_networks(monkeypatch):
     import torch
 
     from mlt_plugin import bench
@@ -131,6 +131,7 @@ def test_bench_runs_lite(monkeypatch):
 
     monkeypatch.setattr(bench, "available_peers", lambda models: {})  # peers are not what is checked here
     configs = {label: (name, overrides) for label, name, overrides in bench._configs(torch.device("cpu"))}
-    auto = resolve_precision("auto", torch.device("cpu"), "lite")
-    assert configs["lite fp32"] == ("lite", {"device": "cpu", "precision": "fp32"})
-    assert configs[f"lite {auto}"][0] == "lite" and configs[f"lite_mt {auto}"][0] == "lite_mt"
+    auto = resolve_precision("auto", torch.device("cpu"))
+    for family in ("paper", "lite"):
+        assert configs[f"{family} fp32"] == (family, {"device": "cpu", "precision": "fp32"})
+        assert configs[f"{family} {auto}"][0] == family and configs[f"{family}_mt {auto}"][0] == f"{family}_mt"

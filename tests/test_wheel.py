@@ -1,5 +1,6 @@
 """A wheel built from the checkout installs outside the repository and tracks with every parameter set
 (issue 30): the shipped weights, calibration files and parameter sets are inside it."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,15 @@ for name in parameter_set_names():
 
 
 def test_wheel_installs_outside_the_checkout_and_tracks_with_every_parameter_set(tmp_path):
+    # Built from a copy of what the wheel takes: setuptools' build/ folder in the checkout would keep stale files.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("mlt_plugin", "parameter", "tracker_wrappers"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "-q"]
-    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
                    check=True, cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("mlt_tracker-*.whl")
     target = tmp_path / "site"

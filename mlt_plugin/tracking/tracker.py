@@ -80,7 +80,7 @@ class MLT:
         # The precision of the search crops' conv1-4, the per-frame bulk of the work. The template, the last
         # layer, the L2 normalisation and the correlation always run in fp32: with them in bf16 too, the
         # logits that choose the box moved 7x more than with bf16 in conv1-4 alone (README, "Precision").
-        self.precision = resolve_precision(params.get("precision", "auto"), self.device, self.net.extractor)
+        self.precision = resolve_precision(params.get("precision", "auto"), self.device)
         self.search_engine = None  # OpenVINO's search forward, built at the first initialize (_build_search_engine)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
