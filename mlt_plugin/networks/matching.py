@@ -129,14 +129,16 @@ class MatchingNetwork(nn.Module):
         return F.normalize(self.features(conv4, w5, w_target, attention, target_bias), dim=1)
 
     def correlate(self, template: torch.Tensor, search: torch.Tensor) -> torch.Tensor:
-        """Cross-correlate embeddings: template (1 or B, C, 8, 8), search (B, C, 24, 24) -> logits (B, 17, 17)."""
-        batch = search.shape[0]
-        if template.shape[0] == 1:
-            response = F.conv2d(search, template)
-        else:  # one template per search patch: grouped convolution
-            response = F.conv2d(search.reshape(1, -1, *search.shape[2:]), template, groups=batch)
-        area = template.shape[2] * template.shape[3]
-        response = response.reshape(batch, *response.shape[2:]) / area
+        """Cross-correlate embeddings: template (1 or B, C, t, t), search (B, C, s, s) -> logits (B, s - t + 1, ...).
+
+        As a product of spectra: the direct convolution ran at a few GFLOP/s on 2 CPU cores, and the lite
+        extractor's 16x16 template over 32x32 search features made it most of a frame's and a training
+        step's time. The circular correlation equals the valid one on the first s - t + 1 rows and columns.
+        """
+        side, kernel = search.shape[-1], template.shape[-1]
+        spectrum = torch.fft.rfft2(search.float()) * torch.fft.rfft2(template.float(), s=(side, side)).conj()
+        valid = side - kernel + 1
+        response = torch.fft.irfft2(spectrum.sum(1), s=(side, side))[:, :valid, :valid] / kernel**2
         return self.response_scale * response + self.response_bias
 
     @torch.no_grad()
@@ -185,15 +187,14 @@ class MatchingNetwork(nn.Module):
 
 class TemplateMatcher:
     """Logits of search features against one template, at fixed weights: ``MatchingNetwork.embed`` and
-    ``correlate`` computed faster for the tracker's every frame (equal to ~1e-6, tests/test_networks.py).
-
-    ``features`` is affine at inference: bn5 (running statistics), the target kernels, their bias and the
-    channel attention fold into one (C, in) matrix, applied on channels-last features. The correlation is a
-    product of spectra: the lite extractor's 16x16 template slides over 32x32 search features, which the
-    direct convolution computes at a few GFLOP/s on 2 cores.
+    ``correlate`` for the tracker's every frame, with ``features`` as one affine map (equal to ~1e-6,
+    tests/test_networks.py): at inference bn5 (running statistics), the target kernels, their bias and the
+    channel attention fold into one (C, in) matrix, applied on channels-last features without the
+    einsums and concatenation of ``features``.
     """
 
     def __init__(self, net, template_conv4, w_target=None, attention=None, target_bias=None):
+        self.net = net
         self.template = net.embed(template_conv4, w_target=w_target, attention=attention, target_bias=target_bias)
         bn = net.bn5
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -206,18 +207,8 @@ class TemplateMatcher:
         if attention is not None:
             weight, bias = weight * attention[0][:, None], bias * attention[0]
         self.weight_t, self.bias = weight.t().contiguous(), bias
-        self.scale, self.offset = net.response_scale, net.response_bias
-        self.spectra = {}  # search feature side -> the template's conjugate spectrum, (side, side // 2 + 1, C)
 
     def __call__(self, conv4: torch.Tensor) -> torch.Tensor:
         """Search features (B, in, s, s), any memory layout -> logits (B, s - t + 1, s - t + 1)."""
-        search = F.normalize(conv4.permute(0, 2, 3, 1) @ self.weight_t + self.bias, dim=-1)  # (B, s, s, C)
-        side, kernel = search.shape[1], self.template.shape[-1]
-        if side not in self.spectra:
-            spectrum = torch.fft.rfft2(self.template[0].float(), s=(side, side)).conj()
-            self.spectra[side] = spectrum.permute(1, 2, 0).contiguous()
-        # Circular correlation equals the valid one on the first side - kernel + 1 rows and columns.
-        product = (torch.fft.rfft2(search.float(), dim=(1, 2)) * self.spectra[side]).sum(-1)
-        valid = side - kernel + 1
-        response = torch.fft.irfft2(product, s=(side, side))[:, :valid, :valid] / kernel**2
-        return self.scale * response + self.offset
+        search = F.normalize(conv4.permute(0, 2, 3, 1) @ self.weight_t + self.bias, dim=-1)
+        return self.net.correlate(self.template, search.permute(0, 3, 1, 2))
