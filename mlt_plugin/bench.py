@@ -1,6 +1,6 @@
-"""`mlt bench`: fps end to end and per stage, and the success AUC of the same frames, for every precision
-this device supports, the presets, the lite network (auto and fp32), OpenCV MIL and the peers (NanoTrack,
-VitTrack, CSRT where they build), measured side by side in one run."""
+"""`mlt bench`: fps end to end and per stage, and the success AUC of the same frames, for both networks
+(paper, lite) at every precision this device supports, their MLT-mt and the one-scale preset at auto,
+OpenCV MIL and the peers (NanoTrack, VitTrack, CSRT where they build), measured side by side in one run."""
 import json
 import resource
 import time

@@ -332,7 +332,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper"):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
-    feature_cache: meta stage only, a folder for the conv4 feature cache (built once when absent);
+    feature_cache: meta stage, and matching stages with ``last_layer_only`` (a frozen extractor), a folder
+        for the extractor's feature cache (built once when absent);
         ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame;
         still images (coco, tinyimagenet sources): ``max_stills`` objects each with ``still_crops`` heavily augmented
         crops (every other one with a same-class look-alike pasted in, where labelled).
