@@ -17,6 +17,16 @@ def shared_data():
 
 
 @pytest.fixture
+def shared_models():
+    """The peers' model folder (../shared/models, or $MLT_MODELS); tests that need it skip where it is absent."""
+    from mlt_plugin.build import MODELS
+
+    if not MODELS.is_dir():
+        pytest.skip(f"peer models not found at {MODELS} (the ../shared/models folder beside the repo, or $MLT_MODELS)")
+    return MODELS
+
+
+@pytest.fixture
 def quiet_untrained():
     """Silence the untrained-weights warning where a test does not depend on accuracy."""
     with warnings.catch_warnings():

@@ -5,17 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from mlt_plugin.build import MODELS, build_tracker
+from mlt_plugin.build import build_tracker
 from mlt_plugin.cli import main
 from mlt_plugin.sequences import load_sequences
-
-
-@pytest.fixture
-def shared_models():
-    """The peers' model folder (../shared/models, or $MLT_MODELS); tests that need it skip where it is absent."""
-    if not MODELS.is_dir():
-        pytest.skip(f"peer models not found at {MODELS} (the ../shared/models folder beside the repo, or $MLT_MODELS)")
-    return MODELS
 
 
 @pytest.mark.parametrize("name", ["nanotrack", "vittrack"])

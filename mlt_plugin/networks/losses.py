@@ -32,6 +32,14 @@ def logistic_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
     return per_map if reduction == "none" else per_map.mean()
 
 
+def soft_logistic_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Eq. (6)'s logistic loss toward soft labels in [0, 1] (a teacher's foreground probability, issue 31):
+    the cross-entropy of sigmoid(f) with the target, p log(1 + exp(-f)) + (1 - p) log(1 + exp(f)), averaged
+    over positions and maps. Unbalanced: the teacher's low scores on distractors are what it teaches."""
+    f = logits.float()
+    return (targets * F.softplus(-f) + (1 - targets) * F.softplus(f)).mean()
+
+
 def meta_gradient(net, template_conv4, search_conv4, labels) -> torch.Tensor:
     """Eq. (2): delta = -(1/M) sum_i d loss(f_w(x, z_i), y_i) / d w5, one delta per template.
 

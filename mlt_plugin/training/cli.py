@@ -48,6 +48,10 @@ def add_parser(subparsers):
     parser.add_argument("--extractor", choices=["paper", "lite"], default="paper",
                         help="matching stages: the feature extractor under the last layer (lite: EfficientNet-Lite0 "
                         "from ImageNet, trained with --train-last-layer on its package weights); meta: from --matching-weights")
+    parser.add_argument("--teacher", metavar="DIR",
+                        help="matching stages: NanoTrack v2's folder (e.g. ../shared/models/nanotrack_v2); its response "
+                        "map on every training pair is a soft label beside eq. (6) (distillation, issue 31)")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="--teacher: weight of the soft-label term")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
@@ -105,7 +109,8 @@ def run(args):
                  crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
                  still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
                  val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
-                 last_layer_only=args.train_last_layer, extractor=args.extractor)
+                 last_layer_only=args.train_last_layer, extractor=args.extractor, teacher=args.teacher,
+                 distill_weight=args.distill_weight)
     if args.prepare_only:
         print("caches ready")
     else:

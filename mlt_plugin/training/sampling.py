@@ -183,11 +183,13 @@ class PairDataset(torch.utils.data.Dataset):
     rotated about the target, and with probability ``paste`` the target is pasted on another trajectory's
     background, then with probability ``occlude`` partly covered by a patch of that background.
     ``search_size``: the search crop's side (255 as in the paper; smaller crops train faster, the network
-    is fully convolutional). ``hard=False`` gives plain positive pairs (validation).
+    is fully convolutional). ``hard=False`` gives plain positive pairs (validation). ``teacher``: a callable
+    (x, z) -> response map (teacher.py) whose output joins each batch as ``teacher`` (issue 31).
     """
 
     def __init__(self, sources, iterations, batch_size=8, max_gap=100, seed=0, sampler=None, first_sample=0,
-                 search_size=INSTANCE, hard=True, negative=0.1, distractor=0.3, paste=0.5, occlude=0.3, rotate=15.0):
+                 search_size=INSTANCE, hard=True, negative=0.1, distractor=0.3, paste=0.5, occlude=0.3, rotate=15.0,
+                 teacher=None):
         self.mixture = _SourceMixture(sources)
         self.iterations = iterations
         self.batch_size = batch_size
@@ -207,6 +209,7 @@ class PairDataset(torch.utils.data.Dataset):
                     by_image.setdefault(str(traj.frames[0]), []).append(traj)
         self.same_image = {path: group for path, group in by_image.items() if len(group) > 1}
         self.same_label = same_label_groups(sources)
+        self.teacher = teacher
 
     def __len__(self):
         return self.iterations
@@ -221,7 +224,10 @@ class PairDataset(torch.utils.data.Dataset):
             xs.append(self.sampler.photometric(rng, x))
             zs.append(self.sampler.photometric(rng, z))
             centers.append(center)
-        return {"x": _to_tensor(xs), "z": _to_tensor(zs), "centers": torch.tensor(np.array(centers), dtype=torch.float32)}
+        batch = {"x": _to_tensor(xs), "z": _to_tensor(zs), "centers": torch.tensor(np.array(centers), dtype=torch.float32)}
+        if self.teacher is not None:  # the teacher sees the crops exactly as the student does
+            batch["teacher"] = torch.from_numpy(np.stack([self.teacher(x, z) for x, z in zip(xs, zs)]))
+        return batch
 
     def _pair(self, rng):
         """(x, z, target centre in z in cells (dy, dx)) before flip and photometric changes."""

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mlt_plugin.geometry import EXEMPLAR_SIZE, INSTANCE_SIZE, LABEL_RADIUS, TOTAL_STRIDE
 from mlt_plugin.networks.extractors import EXTRACTORS
-from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
+from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient, soft_logistic_loss
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
 from mlt_plugin.networks.weights_io import load_matching, load_weights, save_weights
@@ -25,6 +25,7 @@ from mlt_plugin.params import cpu_has_bf16, resolve_device
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import ClassificationDataset, CropSampler, EpisodeDataset, PairDataset, class_index
+from mlt_plugin.training.teacher import NanoTrackTeacher
 
 
 class Classifier(torch.nn.Module):
@@ -105,12 +106,15 @@ class BackboneStage:
 
 class MatchingStage:
     """Eq. (6) on (x, z) pairs. ``channels`` 192 for MLT, 224 for MLT-mt. Channels-last memory: 1.2-1.3x
-    faster steps on CPU (measured in the training README)."""
+    faster steps on CPU (measured in the training README). ``teacher``: NanoTrack v2's folder; its response
+    map on each training pair is a soft label (``soft_logistic_loss``) added with ``distill_weight`` to
+    eq. (6) (issue 31). Validation stays eq. (6) alone on held-out pairs."""
 
     export_name = {BASE_CHANNELS: "matching.safetensors", ADAPTED_CHANNELS: "mlt_mt.safetensors"}
 
     def __init__(self, channels, device, search_size=INSTANCE_SIZE, memory_format=torch.channels_last,
-                 last_layer_only=False, extractor="paper", feature_cache=None, cache_options=None):
+                 last_layer_only=False, extractor="paper", feature_cache=None, cache_options=None, teacher=None,
+                 distill_weight=1.0):
         if search_size < EXEMPLAR_SIZE + TOTAL_STRIDE:
             raise ValueError(f"search size {search_size} must be at least {EXEMPLAR_SIZE + TOTAL_STRIDE} px "
                              f"(the {EXEMPLAR_SIZE} px exemplar plus one response cell)")
@@ -127,6 +131,11 @@ class MatchingStage:
         if feature_cache is not None and not last_layer_only:
             raise ValueError("--feature-cache in a matching stage needs --train-last-layer (a frozen extractor)")
         self.feature_cache, self.cache_options = feature_cache, cache_options or {}
+        if teacher is not None and (feature_cache is not None or search_size != INSTANCE_SIZE):
+            raise ValueError(f"--teacher needs the crops themselves at the tracker's {INSTANCE_SIZE} px search size "
+                             "(no --feature-cache, no other --search-size)")
+        self.teacher = NanoTrackTeacher(teacher) if teacher is not None else None
+        self.distill_weight = distill_weight
 
     def trainable(self):
         return self.model
@@ -154,7 +163,7 @@ class MatchingStage:
         if self.feature_cache is not None:
             return CachedEpisodeDataset(sources, iterations, batch_size, num_reg=1, seed=seed, first_sample=first_sample)
         return PairDataset(sources, iterations, batch_size, seed=seed, first_sample=first_sample,
-                           search_size=self.search_size)
+                           search_size=self.search_size, teacher=self.teacher)
 
     def loss(self, module, batch):
         if self.last_layer_only:
@@ -165,7 +174,10 @@ class MatchingStage:
             return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
         as_image = lambda t: t.float().contiguous(memory_format=self.memory_format)  # noqa: E731
         logits = module(as_image(batch["x"]), as_image(batch["z"]))
-        return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
+        loss = logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
+        if "teacher" in batch:
+            loss = loss + self.distill_weight * soft_logistic_loss(logits, batch["teacher"])
+        return loss
 
     def validation_data(self, sources, val_sources, batch_size, count, seed):
         """Fixed batches of plain positive pairs (mild jitter, no hard pairs) from the validation sequences
@@ -329,7 +341,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
-          search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper"):
+          search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper", teacher=None, distill_weight=1.0):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
     feature_cache: meta stage, and matching stages with ``last_layer_only`` (a frozen extractor), a folder
@@ -348,6 +360,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         ``init`` (or the resumed checkpoint; a pretrained extractor: as its package gives it), which stay frozen.
     extractor: matching stages, the feature extractor (networks/extractors.py: "paper" or "lite"); the meta
         stage takes the one its matching weights name.
+    teacher: matching stages, NanoTrack v2's folder (two ONNX files): its response maps as soft labels beside
+        eq. (6), weighted by ``distill_weight`` (distillation, issue 31).
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
@@ -365,6 +379,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     torch.manual_seed(seed)
     if last_layer_only and not (init or resume or EXTRACTORS[extractor].pretrained):
         raise ValueError("--train-last-layer trains on a trained backbone: give --init WEIGHTS (or --resume)")
+    if teacher is not None and stage_name not in ("matching", "mt"):
+        raise ValueError("--teacher is for the matching stages (matching, mt)")
     if stage_name == "meta":
         if last_layer_only:
             raise ValueError("--train-last-layer is for the matching stages (the meta stage trains the meta-learner only)")
@@ -384,7 +400,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
                              workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
         stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size,
                               last_layer_only=last_layer_only, extractor=extractor, feature_cache=feature_cache,
-                              cache_options=cache_options)
+                              cache_options=cache_options, teacher=teacher, distill_weight=distill_weight)
     else:
         raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt or meta")
 
