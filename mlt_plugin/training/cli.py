@@ -51,7 +51,10 @@ def add_parser(subparsers):
     parser.add_argument("--teacher", metavar="DIR",
                         help="matching stages: NanoTrack v2's folder (e.g. ../shared/models/nanotrack_v2); its response "
                         "map on every training pair is a soft label beside eq. (6) (distillation, issue 31)")
-    parser.add_argument("--distill-weight", type=float, default=1.0, help="--teacher: weight of the soft-label term")
+    parser.add_argument("--distill", choices=["map", "features", "both"], default="map",
+                        help="--teacher: what the student learns from it: its response map (a soft label), its search "
+                        "features (conv4 through a learned 1x1 projection, cosine), or both")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="--teacher: weight of each distillation term")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 penalty (meta-learner regularisation)")
     cache = parser.add_argument_group("caches (built once when absent, reused when present)")
     cache.add_argument("--feature-cache", metavar="DIR",
@@ -110,7 +113,7 @@ def run(args):
                  still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
                  val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
                  last_layer_only=args.train_last_layer, extractor=args.extractor, teacher=args.teacher,
-                 distill_weight=args.distill_weight)
+                 distill_weight=args.distill_weight, distill=args.distill)
     if args.prepare_only:
         print("caches ready")
     else:

@@ -184,7 +184,8 @@ class PairDataset(torch.utils.data.Dataset):
     background, then with probability ``occlude`` partly covered by a patch of that background.
     ``search_size``: the search crop's side (255 as in the paper; smaller crops train faster, the network
     is fully convolutional). ``hard=False`` gives plain positive pairs (validation). ``teacher``: a callable
-    (x, z) -> response map (teacher.py) whose output joins each batch as ``teacher`` (issue 31).
+    (x, z) -> (response map, search features) (teacher.py), joining each batch as ``teacher`` and
+    ``teacher_features`` (issue 31).
     """
 
     def __init__(self, sources, iterations, batch_size=8, max_gap=100, seed=0, sampler=None, first_sample=0,
@@ -226,7 +227,8 @@ class PairDataset(torch.utils.data.Dataset):
             centers.append(center)
         batch = {"x": _to_tensor(xs), "z": _to_tensor(zs), "centers": torch.tensor(np.array(centers), dtype=torch.float32)}
         if self.teacher is not None:  # the teacher sees the crops exactly as the student does
-            batch["teacher"] = torch.from_numpy(np.stack([self.teacher(x, z) for x, z in zip(xs, zs)]))
+            maps, features = zip(*(self.teacher(x, z) for x, z in zip(xs, zs)))
+            batch["teacher"], batch["teacher_features"] = torch.from_numpy(np.stack(maps)), torch.from_numpy(np.stack(features))
         return batch
 
     def _pair(self, rng):

@@ -2,8 +2,12 @@
 
 NanoTrack v2 (OpenCV's ``TrackerNano``, Apache-2.0) learned from far more video than this project has. For
 any (x, z) pair that training cuts, its foreground probability says how much each place of z resembles
-the target, distractors included, where our labels only say where the target is. The map is resampled to
-the student's response grid and used as a soft label beside eq. (6) (``losses.soft_logistic_loss``).
+the target, distractors included, where our labels only say where the target is. Two levels:
+
+- ``map``: the map resampled to the student's response grid, a soft label beside eq. (6)
+  (``losses.soft_logistic_loss``);
+- ``features``: its 48-channel search features, which the student's conv4 matches through a learned 1x1
+  projection (``feature_distillation_loss``).
 
 It runs at training time only, through OpenCV's dnn module (part of opencv-python, already a dependency),
 on the two ONNX files of ``../shared/models/nanotrack_v2``: tracking never needs it.
@@ -12,11 +16,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from mlt_plugin.geometry import EXEMPLAR_SIZE, INSTANCE_SIZE, RESPONSE_SIZE, TOTAL_STRIDE
 
 BACKBONE, HEAD = "nanotrack_backbone_sim.onnx", "nanotrack_head_sim.onnx"
 TEACHER_STRIDE, TEACHER_CELLS = 16, 16  # its map: 16x16 cells over the 255 crop, cell 8 at the crop centre
+TEACHER_CHANNELS = 48  # its backbone's feature channels
 
 
 def resampling_matrix(size=RESPONSE_SIZE, stride=TOTAL_STRIDE) -> np.ndarray:
@@ -34,9 +41,35 @@ def resampling_matrix(size=RESPONSE_SIZE, stride=TOTAL_STRIDE) -> np.ndarray:
     return weights
 
 
+def on_teacher_cells(student: torch.Tensor):
+    """Student features (B, C, N, N) of the 255 search crop (stride 8, centred: cell i at 8 (i - (N - 1) / 2)
+    px from the crop centre) sampled bilinearly at the teacher's cells that fall inside them (teacher cell j
+    at 16 (j - 8) px): (B, C, n, n) and the teacher's cell indices (a slice), e.g. cells 3 to 13 for N = 24."""
+    side = student.shape[-1]
+    half = (side - 1) / 2
+    first = int(np.ceil(TEACHER_CELLS // 2 - half * TOTAL_STRIDE / TEACHER_STRIDE))
+    last = int(np.floor(TEACHER_CELLS // 2 + half * TOTAL_STRIDE / TEACHER_STRIDE))
+    first, last = max(first, 0), min(last, TEACHER_CELLS - 1)
+    cells = torch.arange(first, last + 1, dtype=student.dtype, device=student.device)
+    # grid_sample's normalised coordinates (align_corners: -1 and 1 are the first and last cell centres)
+    positions = (cells - TEACHER_CELLS // 2) * TEACHER_STRIDE / TOTAL_STRIDE / half
+    grid = torch.stack(torch.meshgrid(positions, positions, indexing="xy"), -1)
+    grid = grid.unsqueeze(0).expand(student.shape[0], -1, -1, -1)
+    return F.grid_sample(student, grid, align_corners=True), slice(first, last + 1)
+
+
+def feature_distillation_loss(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity, per teacher cell inside the student's view, between the student's projected
+    search features (B, 48, N, N) and the teacher's (B, 48, 16, 16): scale-free, so that neither network's
+    feature magnitude matters."""
+    student, cells = on_teacher_cells(projected.float())
+    return (1 - F.cosine_similarity(student, teacher[:, :, cells, cells].float(), dim=1)).mean()
+
+
 class NanoTrackTeacher:
     """``teacher(x, z)``: NanoTrack's foreground probability for template x (127x127x3) and search crop z
-    (255x255x3), both RGB uint8 as the samplers cut them, on the student's 17x17 grid.
+    (255x255x3), both RGB uint8 as the samplers cut them, on the student's 17x17 grid, and its search
+    features (48, 16, 16).
 
     The networks load lazily, so that each data-loading process builds its own (OpenCV nets do not pickle).
     """
@@ -58,7 +91,7 @@ class NanoTrackTeacher:
         backbone.setInput(cv2.dnn.blobFromImage(np.ascontiguousarray(crop), 1.0))
         return backbone.forward().copy()
 
-    def __call__(self, x, z) -> np.ndarray:
+    def __call__(self, x, z):
         if x.shape[:2] != (EXEMPLAR_SIZE, EXEMPLAR_SIZE) or z.shape[:2] != (INSTANCE_SIZE, INSTANCE_SIZE):
             raise ValueError(f"teacher: crops of {EXEMPLAR_SIZE} and {INSTANCE_SIZE} px expected, got "
                              f"{x.shape[:2]} and {z.shape[:2]} (distillation needs --search-size {INSTANCE_SIZE})")
@@ -70,4 +103,4 @@ class NanoTrackTeacher:
         head.setInput(search, "input2")
         scores = head.forward("output1")[0].astype(np.float64)  # (2, 16, 16): background, foreground
         foreground = 1.0 / (1.0 + np.exp(scores[0] - scores[1]))  # the softmax's foreground channel
-        return (self.weights @ foreground @ self.weights.T).astype(np.float32)
+        return (self.weights @ foreground @ self.weights.T).astype(np.float32), search[0]

@@ -25,7 +25,7 @@ from mlt_plugin.params import cpu_has_bf16, resolve_device
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import ClassificationDataset, CropSampler, EpisodeDataset, PairDataset, class_index
-from mlt_plugin.training.teacher import NanoTrackTeacher
+from mlt_plugin.training.teacher import TEACHER_CHANNELS, NanoTrackTeacher, feature_distillation_loss
 
 
 class Classifier(torch.nn.Module):
@@ -104,17 +104,33 @@ class BackboneStage:
                      metadata={"variant": "backbone", "classes": len(self.classes)})
 
 
+class DistilledMatching(torch.nn.Module):
+    """Training-time wrapper for feature distillation (issue 31): the matching network's logits, and its search
+    conv4 through a 1x1 projection onto the teacher's feature channels. Only the network is exported."""
+
+    def __init__(self, net, channels):
+        super().__init__()
+        self.net = net
+        self.projection = torch.nn.Conv2d(net.conv5.in_channels, channels, 1)
+
+    def forward(self, x, z):
+        x4, z4 = self.net.conv4_features(x), self.net.conv4_features(z)
+        return self.net.correlate(self.net.embed(x4), self.net.embed(z4)), self.projection(z4)
+
+
 class MatchingStage:
     """Eq. (6) on (x, z) pairs. ``channels`` 192 for MLT, 224 for MLT-mt. Channels-last memory: 1.2-1.3x
-    faster steps on CPU (measured in the training README). ``teacher``: NanoTrack v2's folder; its response
-    map on each training pair is a soft label (``soft_logistic_loss``) added with ``distill_weight`` to
-    eq. (6) (issue 31). Validation stays eq. (6) alone on held-out pairs."""
+    faster steps on CPU (measured in the training README). ``teacher``: NanoTrack v2's folder, whose outputs on
+    each training pair add terms to eq. (6), each weighted by ``distill_weight`` (issue 31), at the levels of
+    ``distill``: "map" (its response map as a soft label, ``soft_logistic_loss``), "features" (conv4 through a
+    learned projection toward its search features, ``feature_distillation_loss``) or "both". Validation stays
+    eq. (6) alone on held-out pairs."""
 
     export_name = {BASE_CHANNELS: "matching.safetensors", ADAPTED_CHANNELS: "mlt_mt.safetensors"}
 
     def __init__(self, channels, device, search_size=INSTANCE_SIZE, memory_format=torch.channels_last,
                  last_layer_only=False, extractor="paper", feature_cache=None, cache_options=None, teacher=None,
-                 distill_weight=1.0):
+                 distill_weight=1.0, distill="map"):
         if search_size < EXEMPLAR_SIZE + TOTAL_STRIDE:
             raise ValueError(f"search size {search_size} must be at least {EXEMPLAR_SIZE + TOTAL_STRIDE} px "
                              f"(the {EXEMPLAR_SIZE} px exemplar plus one response cell)")
@@ -134,11 +150,17 @@ class MatchingStage:
         if teacher is not None and (feature_cache is not None or search_size != INSTANCE_SIZE):
             raise ValueError(f"--teacher needs the crops themselves at the tracker's {INSTANCE_SIZE} px search size "
                              "(no --feature-cache, no other --search-size)")
+        if distill not in ("map", "features", "both"):
+            raise ValueError(f"distillation level {distill!r}: map, features or both")
+        if distill != "map" and last_layer_only:
+            raise ValueError("feature distillation trains conv1-4: not with --train-last-layer")
         self.teacher = NanoTrackTeacher(teacher) if teacher is not None else None
-        self.distill_weight = distill_weight
+        self.distill_weight, self.distill = distill_weight, distill
+        self.distilled = (DistilledMatching(self.model, TEACHER_CHANNELS).to(device)
+                          if teacher is not None and distill != "map" else None)
 
     def trainable(self):
-        return self.model
+        return self.model if self.distilled is None else self.distilled
 
     def load_init(self, path):
         """Warm start from a weight file; MLT-mt's 224 channels may start from MLT's 192 (``widened``)."""
@@ -174,9 +196,12 @@ class MatchingStage:
             return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
         as_image = lambda t: t.float().contiguous(memory_format=self.memory_format)  # noqa: E731
         logits = module(as_image(batch["x"]), as_image(batch["z"]))
+        logits, projected = logits if isinstance(logits, tuple) else (logits, None)
         loss = logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
-        if "teacher" in batch:
+        if "teacher" in batch and self.distill in ("map", "both"):
             loss = loss + self.distill_weight * soft_logistic_loss(logits, batch["teacher"])
+        if "teacher_features" in batch and self.distill in ("features", "both"):
+            loss = loss + self.distill_weight * feature_distillation_loss(projected, batch["teacher_features"])
         return loss
 
     def validation_data(self, sources, val_sources, batch_size, count, seed):
@@ -341,7 +366,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           seed=0, resume=False, checkpoint_every=500, matching_weights=None, threads=None, feature_cache=None,
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
-          search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper", teacher=None, distill_weight=1.0):
+          search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper", teacher=None, distill_weight=1.0,
+          distill="map"):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
     feature_cache: meta stage, and matching stages with ``last_layer_only`` (a frozen extractor), a folder
@@ -360,8 +386,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         ``init`` (or the resumed checkpoint; a pretrained extractor: as its package gives it), which stay frozen.
     extractor: matching stages, the feature extractor (networks/extractors.py: "paper" or "lite"); the meta
         stage takes the one its matching weights name.
-    teacher: matching stages, NanoTrack v2's folder (two ONNX files): its response maps as soft labels beside
-        eq. (6), weighted by ``distill_weight`` (distillation, issue 31).
+    teacher: matching stages, NanoTrack v2's folder (two ONNX files): terms beside eq. (6) weighted by
+        ``distill_weight`` at the levels of ``distill`` (map, features or both; distillation, issue 31).
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
@@ -400,7 +426,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
                              workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
         stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size,
                               last_layer_only=last_layer_only, extractor=extractor, feature_cache=feature_cache,
-                              cache_options=cache_options, teacher=teacher, distill_weight=distill_weight)
+                              cache_options=cache_options, teacher=teacher, distill_weight=distill_weight,
+                              distill=distill)
     else:
         raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt or meta")
 
