@@ -49,8 +49,8 @@ def add_parser(subparsers):
                         help="matching stages: the feature extractor under the last layer (lite: EfficientNet-Lite0 "
                         "from ImageNet, trained with --train-last-layer on its package weights); meta: from --matching-weights")
     parser.add_argument("--teacher", metavar="DIR",
-                        help="matching stages: NanoTrack v2's folder (e.g. ../shared/models/nanotrack_v2); its response "
-                        "map on every training pair is a soft label beside eq. (6) (distillation, issue 31)")
+                        help="matching stages: NanoTrack v2's folder (e.g. ../shared/models/nanotrack_v2); its outputs on "
+                        "every training pair add a distillation term to eq. (6) (--distill; issue 31)")
     parser.add_argument("--distill", choices=["map", "features", "both"], default="map",
                         help="--teacher: what the student learns from it: its response map (a soft label), its search "
                         "features (conv4 through a learned 1x1 projection, cosine), or both")

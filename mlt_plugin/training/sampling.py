@@ -228,7 +228,8 @@ class PairDataset(torch.utils.data.Dataset):
         batch = {"x": _to_tensor(xs), "z": _to_tensor(zs), "centers": torch.tensor(np.array(centers), dtype=torch.float32)}
         if self.teacher is not None:  # the teacher sees the crops exactly as the student does
             maps, features = zip(*(self.teacher(x, z) for x, z in zip(xs, zs)))
-            batch["teacher"], batch["teacher_features"] = torch.from_numpy(np.stack(maps)), torch.from_numpy(np.stack(features))
+            batch["teacher"] = torch.from_numpy(np.stack(maps))
+            batch["teacher_features"] = torch.from_numpy(np.stack(features))
         return batch
 
     def _pair(self, rng):
