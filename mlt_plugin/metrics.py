@@ -181,3 +181,86 @@ def ope_summary(pred, gt, valid=None, first_frame_gt: bool = True) -> dict:
         "average_overlap": average_overlap(np.clip(ious, 0, None)),
         "frames": int(len(ious)),
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# The restart protocol (VOT's supervised experiment): states of a run, per frame. The three specials
+# carry VOT's trajectory codes (``vot.tracker.Trajectory``), so result files read in vot-toolkit.
+TRACKED, SKIPPED, INITIALIZATION, FAILURE = -1, 0, 1, 2
+BURNIN = 10  # frames from each (re-)initialisation left out of the accuracy, as VOT's analyses do
+
+
+def restart_summary(pred, states, gt, valid=None, burnin: int = BURNIN) -> dict:
+    """The restart numbers of one run: VOT's accuracy and failures, failures per 100 frames, the mean
+    overlap, and the run's segments for the EAO.
+
+    - accuracy: mean IoU over tracked frames with a visible target, leaving out the ``burnin`` frames
+      from every (re-)initialisation (the initialisation frame included), as vot-toolkit's
+      ``compute_accuracy``; 0 when no frame is left;
+    - failures: frames where the tracker lost the target (IoU 0 with a visible ground truth);
+    - mean overlap: IoU averaged over every frame with a visible target except (re-)initialisations,
+      frames from a failure to the next initialisation counting 0;
+    - segments: (overlaps from an initialisation up to its failure, failed) for ``expected_average_overlap``.
+    IoUs are continuous (``iou``); vot-toolkit rasterises regions, which moves them by ~0.01.
+    """
+    pred, gt = _pair(pred, gt)
+    states = np.asarray(states).reshape(-1)
+    if len(states) != len(gt):
+        raise ValueError(f"{len(states)} states for {len(gt)} frames")
+    scored = valid_ground_truth(gt)
+    if valid is not None:
+        scored &= np.asarray(valid, dtype=bool).reshape(-1)
+    tracked = states == TRACKED
+    overlaps = np.where(tracked & scored, np.nan_to_num(iou(pred, gt), nan=0.0), 0.0)
+    inits, fails = np.flatnonzero(states == INITIALIZATION), np.flatnonzero(states == FAILURE)
+    burning = np.zeros(len(states), dtype=bool)
+    for i in inits:
+        burning[i:i + burnin] = True
+    counted = tracked & scored & ~burning
+    considered = scored & (states != INITIALIZATION)
+    segments = []
+    for start in inits:  # each initialisation runs to its failure, or to the end
+        end = next((f for f in fails if f > start), None)
+        segments.append((overlaps[start:end if end is not None else len(states)], end is not None))
+    return {
+        "accuracy": float(overlaps[counted].mean()) if counted.any() else 0.0,
+        "accuracy_frames": int(counted.sum()),
+        "failures": int(len(fails)),
+        "frames": int(scored.sum()),
+        "failures_per_100": 100.0 * len(fails) / max(int(scored.sum()), 1),
+        "mean_overlap": float(overlaps[considered].mean()) if considered.any() else 0.0,
+        "on_target": float((overlaps[considered] > 0.1).mean()) if considered.any() else 0.0,
+        "segments": segments,
+    }
+
+
+def eao_curve(segments, length: int = 0) -> np.ndarray:
+    """VOT's expected average overlap curve over segments ``(overlaps, failed)``: entry j is the mean over
+    segments of their average overlap on frames 1..j (the initialisation, frame 0, not counted); a failed
+    segment counts zeros after its failure, one that reached the end counts only up to its length. The
+    curve has ``length`` entries, or as many as the longest segment when that is longer (vot-toolkit's)."""
+    length = max(length, max(len(o) for o, _ in segments))
+    padded = np.zeros((len(segments), length))
+    mask = np.zeros((len(segments), length))
+    for row, (overlaps, failed) in enumerate(segments):
+        padded[row, :len(overlaps)] = overlaps
+        mask[row, :length if failed else len(overlaps)] = 1
+    running = padded.copy()
+    running[:, 1:] = np.cumsum(padded[:, 1:], axis=1) / np.arange(1, length)
+    with np.errstate(invalid="ignore"):
+        return (running * mask).sum(0) / mask.sum(0)
+
+
+def eao_range(lengths) -> tuple:
+    """The sequence lengths over which the EAO curve is averaged: the middle half of the evaluated
+    sequences' lengths (VOT takes the typical lengths of its dataset the same way, from their density)."""
+    # A run over a whole sequence of n frames ends at entry n - 1 of the curve (entry 0 is its initialisation).
+    low, high = np.percentile(np.asarray(lengths, dtype=np.float64) - 1, [25, 75])
+    return int(round(low)), int(round(high))
+
+
+def expected_average_overlap(segments, low: int, high: int) -> float:
+    """VOT's EAO: the mean of ``eao_curve`` over lengths ``low``..``high`` (inclusive). Failed segments count
+    zeros up to ``high`` however short their sequence, as in VOT's definition (vot-toolkit 0.9 stops the
+    curve at the longest segment and then averages a shorter window)."""
+    return float(np.nanmean(eao_curve(segments, high + 1)[low:high + 1]))

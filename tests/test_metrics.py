@@ -103,5 +103,5 @@ def test_paired_difference_interval_over_sequences():
     low, high = one_sequence["ci95"]
     assert low == 0 and high > 0.1  # the 0.05 gain may well be none: 7 of 8 sequences did not move
     report = perf([0.2, 0.5], [0.3, 0.6])
-    assert "new: +0.100 [+0.100, +0.100]" in differences(report)
-    assert report["new"]["overall"]["paired_difference"]["baseline"] == "base"
+    assert "new minus base: +0.100 [+0.100, +0.100]" in differences(report)
+    assert report["new"]["overall"]["paired_difference"]["success_score"]["base"]["baseline"] == "base"

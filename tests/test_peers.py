@@ -61,7 +61,7 @@ def test_eval_runs_peers_beside_mlt(shared_models, shared_data, tmp_path, capsys
     assert main(["eval", str(shared_data / "otb" / "Bird2"), "--params", "mt", "--peers", "--models", str(shared_models),
                  "--frames", "4", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "NanoTrack: " in printed and "VitTrack: " in printed  # their differences to mt
+    assert "NanoTrack minus mt: " in printed and "VitTrack minus NanoTrack: " in printed  # every pair
     report = json.loads((out / "results.json").read_text())
     assert {"mt", "NanoTrack", "VitTrack"} <= set(report)
     assert report["NanoTrack"]["seq_wise"]["Bird2"]["frames"] == 4
