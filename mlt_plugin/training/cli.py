@@ -45,6 +45,11 @@ def add_parser(subparsers):
     parser.add_argument("--train-last-layer", action="store_true",
                         help="matching stages: train only w5/bn5 and the response scale on conv1-4 as loaded by --init "
                         "(frozen, batch-norm statistics included), e.g. MLT-mt's 224 channels on MLT's backbone")
+    parser.add_argument("--train-blocks", type=int, default=0,
+                        help="matching stages, --extractor lite: also fine-tune the extractor's last N blocks (of 11; "
+                        "9-11 are its stride-16 stage), earlier ones frozen, batch-norm statistics kept (issue 36)")
+    parser.add_argument("--backbone-lr-factor", type=float, default=0.1,
+                        help="--train-blocks: the extractor's learning rate as a fraction of --lr")
     parser.add_argument("--extractor", choices=["paper", "lite"], default="paper",
                         help="matching stages: the feature extractor under the last layer (lite: EfficientNet-Lite0 "
                         "from ImageNet, trained with --train-last-layer on its package weights); meta: from --matching-weights")
@@ -113,7 +118,8 @@ def run(args):
                  still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
                  val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
                  last_layer_only=args.train_last_layer, extractor=args.extractor, teacher=args.teacher,
-                 distill_weight=args.distill_weight, distill=args.distill)
+                 distill_weight=args.distill_weight, distill=args.distill, train_blocks=args.train_blocks,
+                 backbone_lr_factor=args.backbone_lr_factor)
     if args.prepare_only:
         print("caches ready")
     else:

@@ -130,7 +130,7 @@ class MatchingStage:
 
     def __init__(self, channels, device, search_size=INSTANCE_SIZE, memory_format=torch.channels_last,
                  last_layer_only=False, extractor="paper", feature_cache=None, cache_options=None, teacher=None,
-                 distill_weight=1.0, distill="map"):
+                 distill_weight=1.0, distill="map", train_blocks=0, backbone_lr_factor=0.1):
         if search_size < EXEMPLAR_SIZE + TOTAL_STRIDE:
             raise ValueError(f"search size {search_size} must be at least {EXEMPLAR_SIZE + TOTAL_STRIDE} px "
                              f"(the {EXEMPLAR_SIZE} px exemplar plus one response cell)")
@@ -142,6 +142,20 @@ class MatchingStage:
         # scale and bias train, e.g. MLT-mt's 224-channel last layer on MLT's trained backbone.
         self.last_layer_only = last_layer_only
         self.model.backbone.requires_grad_(not last_layer_only)
+        # Fine-tuning a pretrained extractor (issue 36, SiamRPN++'s recipe): its last ``train_blocks`` blocks
+        # train at ``backbone_lr_factor`` times the head's learning rate, the earlier ones stay frozen, and every
+        # batch norm keeps its ImageNet statistics (eval mode; its scale and shift train in the trained blocks).
+        self.train_blocks, self.backbone_lr_factor = train_blocks, backbone_lr_factor
+        if train_blocks:
+            blocks = getattr(self.model.backbone, "_blocks", None)
+            if blocks is None or not self.model.backbone.pretrained:
+                raise ValueError("--train-blocks fine-tunes a pretrained extractor's blocks: use --extractor lite")
+            if not 1 <= train_blocks <= len(blocks):
+                raise ValueError(f"--train-blocks must be 1..{len(blocks)} (the extractor's blocks), got {train_blocks}")
+            if last_layer_only or feature_cache is not None:
+                raise ValueError("--train-blocks trains the extractor: not with --train-last-layer or --feature-cache")
+            self.model.backbone.requires_grad_(False)
+            blocks[len(blocks) - train_blocks:].requires_grad_(True)
         # With the extractor frozen its features of augmented crops can be cached once (feature_cache.py),
         # pairs drawn from them as the meta stage draws episodes: a frame's exemplar and another frame's crop.
         if feature_cache is not None and not last_layer_only:
@@ -161,6 +175,15 @@ class MatchingStage:
 
     def trainable(self):
         return self.model if self.distilled is None else self.distilled
+
+    def param_groups(self, lr):
+        """The optimiser's parameter groups: the extractor's trained blocks at ``backbone_lr_factor`` times ``lr``."""
+        backbone = {id(p) for p in self.model.backbone.parameters()}
+        trained = [p for p in self.trainable().parameters() if p.requires_grad]
+        groups = [{"params": [p for p in trained if id(p) not in backbone], "lr_factor": 1.0}]
+        if any(id(p) in backbone for p in trained):
+            groups.append({"params": [p for p in trained if id(p) in backbone], "lr_factor": self.backbone_lr_factor})
+        return [{**g, "lr": lr * g["lr_factor"]} for g in groups]
 
     def load_init(self, path):
         """Warm start from a weight file; MLT-mt's 224 channels may start from MLT's 192 (``widened``)."""
@@ -188,8 +211,8 @@ class MatchingStage:
                            search_size=self.search_size, teacher=self.teacher)
 
     def loss(self, module, batch):
-        if self.last_layer_only:
-            self.model.backbone.eval()  # the frozen backbone normalises with its running statistics, as in tracking
+        if self.last_layer_only or self.train_blocks:
+            self.model.backbone.eval()  # the backbone normalises with its running statistics, as in tracking
         if "x4" in batch:  # cached extractor features: the last layer, normalisation and correlation only
             net = self.model
             logits = net.correlate(net.embed(batch["x4"].float()), net.embed(batch["z4"].float()))
@@ -367,7 +390,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
           search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper", teacher=None, distill_weight=1.0,
-          distill="map"):
+          distill="map", train_blocks=0, backbone_lr_factor=0.1):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
     feature_cache: meta stage, and matching stages with ``last_layer_only`` (a frozen extractor), a folder
@@ -405,6 +428,8 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     torch.manual_seed(seed)
     if last_layer_only and not (init or resume or EXTRACTORS[extractor].pretrained):
         raise ValueError("--train-last-layer trains on a trained backbone: give --init WEIGHTS (or --resume)")
+    if train_blocks and stage_name not in ("matching", "mt"):
+        raise ValueError("--train-blocks is for the matching stages (matching, mt)")
     if teacher is not None and stage_name not in ("matching", "mt"):
         raise ValueError("--teacher is for the matching stages (matching, mt)")
     if stage_name == "meta":
@@ -427,7 +452,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         stage = MatchingStage(BASE_CHANNELS if stage_name == "matching" else ADAPTED_CHANNELS, device, search_size,
                               last_layer_only=last_layer_only, extractor=extractor, feature_cache=feature_cache,
                               cache_options=cache_options, teacher=teacher, distill_weight=distill_weight,
-                              distill=distill)
+                              distill=distill, train_blocks=train_blocks, backbone_lr_factor=backbone_lr_factor)
     else:
         raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt or meta")
 
@@ -442,7 +467,9 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     model = stage.trainable()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    groups = stage.param_groups(lr) if hasattr(stage, "param_groups") else \
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "lr_factor": 1.0}]
+    optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     start = 0
     if init and not resume:
         stage.load_init(init)
@@ -455,7 +482,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:  # --lr on a resumed run: a step decay of the learning rate
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_factor", 1.0)
         start = state["iteration"]
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
