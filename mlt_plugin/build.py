@@ -37,11 +37,23 @@ class OpenCVTracker:
     """An OpenCV tracker (``create()`` gives it) behind the MLT initialize/track interface."""
 
     def __init__(self, create):
-        self.tracker = create()
+        self.create, self.tracker, self.used = create, create(), False  # a model that cannot load fails here
 
     def initialize(self, image, box):
         self.box = [float(v) for v in box]
-        self.tracker.init(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), tuple(int(round(v)) for v in box))
+        # A fresh OpenCV tracker for every later initialisation: TrackerMIL's second init() on one object
+        # fails with std::bad_alloc (seen in the restart protocol, which re-initialises after each failure).
+        if self.used:
+            self.tracker = self.create()
+        self.used = True
+        # OpenCV's trackers take integer boxes inside the image (TrackerMIL fails with std::bad_alloc on a box
+        # that crosses the border, as ground truth near the edge does): the part of the box in the image.
+        height, width = image.shape[:2]
+        x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+        x1, y1 = min(width, int(round(box[0] + box[2]))), min(height, int(round(box[1] + box[3])))
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"initial box {list(box)} has no whole pixel inside the {width}x{height} image")
+        self.tracker.init(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (x0, y0, x1 - x0, y1 - y0))
 
     def track(self, image, info=None):
         ok, box = self.tracker.update(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
