@@ -35,7 +35,7 @@ def test_eval_compares_trackers_and_writes_a_report(shared_data, tmp_path, capsy
     code = main(["eval", str(shared_data / "otb" / "Dog"), "--params", "mt", "--mil", "--frames", "4", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "overall" in printed and "mil AUC" in printed and "mil: " in printed  # its difference to mt
+    assert "overall" in printed and "mil AUC" in printed and "mil minus mt: " in printed  # its difference to mt
     report = json.loads((out / "results.json").read_text())
     assert set(report) == {"mt", "mil"}
     assert report["mt"]["seq_wise"]["Dog"]["frames"] == 4

@@ -465,6 +465,38 @@ def test_mt_last_layer_trains_on_the_frozen_backbone(tiny_source, tmp_path, caps
     assert not torch.equal(model["bn5.weight"], start["bn5.weight"])
 
 
+def test_train_blocks_fine_tune_the_extractors_last_blocks(tiny_source, tmp_path, capsys):
+    """`--train-blocks 1` (issue 36): the lite extractor's last block trains at the backbone's learning-rate
+    factor beside the head; earlier blocks and every batch-norm statistic keep their ImageNet values; the
+    exported file holds the trained block; MLT's 192 channels warm-start from it (``narrowed``)."""
+    from mlt_plugin.networks.extractors import LiteExtractor
+
+    package = {f"backbone.{k}": v for k, v in LiteExtractor().state_dict().items()}
+    run = tmp_path / "run"
+    _train_cli(["mt", "--extractor", "lite", "--train-blocks", "1", "--backbone-lr-factor", "0.5", "--source",
+                f"seq:{tiny_source.root}", "--out", str(run), "--iterations", "2", "--lr", "1e-3"])
+    state = _final_state(run)
+    model = state["model"]
+    last = "backbone._blocks.10."
+    assert not torch.equal(model[last + "_project_conv.weight"], package[last + "_project_conv.weight"])
+    assert all(torch.equal(model[k], v) for k, v in package.items() if not k.startswith(last))
+    assert all(torch.equal(model[k], v) for k, v in package.items() if "running_" in k)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [1e-3, 5e-4]
+    exported = load_matching(run / "mlt_mt.safetensors")
+    trained = model[last + "_project_conv.weight"].half().float()  # weight files are fp16
+    assert torch.equal(exported.state_dict()[last + "_project_conv.weight"], trained)
+    narrow = exported.narrowed(192)
+    assert torch.equal(narrow.conv5.weight, exported.conv5.weight[:192])
+    assert torch.equal(narrow.state_dict()[last + "_project_conv.weight"], trained)
+    for bad, message in ((["--train-blocks", "12"], "1..11"), (["--train-blocks", "1", "--train-last-layer"], "not with")):
+        code = main(["train", "mt", "--extractor", "lite", *bad, "--source", f"seq:{tiny_source.root}",
+                     "--out", str(tmp_path / "bad"), "--iterations", "1"])
+        assert code != 0 and message in capsys.readouterr().err
+    code = main(["train", "mt", "--train-blocks", "1", "--source", f"seq:{tiny_source.root}", "--out", str(tmp_path / "p"),
+                 "--iterations", "1"])
+    assert code != 0 and "--extractor lite" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- hard pairs (issue 11)
 
 

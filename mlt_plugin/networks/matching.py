@@ -173,6 +173,17 @@ class MatchingNetwork(nn.Module):
         wide.load_state_dict(state)
         return wide
 
+    @torch.no_grad()
+    def narrowed(self, out_channels: int) -> "MatchingNetwork":
+        """A copy keeping the first ``out_channels`` last-layer channels: MLT's 192-channel network warm-started
+        from an MLT-mt network whose extractor was fine-tuned with its 224 channels (issue 36)."""
+        if out_channels > self.out_channels:
+            raise ValueError(f"cannot narrow a {self.out_channels}-channel matching network to {out_channels} channels")
+        narrow = MatchingNetwork(out_channels, self.extractor).to(self.response_scale.device)
+        narrow.load_state_dict({key: value[:out_channels] if key.startswith(("conv5.", "bn5.")) and value.dim() else value
+                                for key, value in self.state_dict().items()})
+        return narrow
+
     def fold_batch_norm(self):
         """For inference only: the extractor's batch norms folded (see its fold_batch_norm)."""
         if self.training:

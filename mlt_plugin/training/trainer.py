@@ -186,7 +186,8 @@ class MatchingStage:
         return [{**g, "lr": lr * g["lr_factor"]} for g in groups]
 
     def load_init(self, path):
-        """Warm start from a weight file; MLT-mt's 224 channels may start from MLT's 192 (``widened``)."""
+        """Warm start from a weight file; MLT-mt's 224 channels may start from MLT's 192 (``widened``), MLT's 192
+        from MLT-mt's first 192 (``narrowed``)."""
         network = load_matching(path)
         if network.extractor != self.model.extractor:
             raise ValueError(f"--init {path}: trained on the {network.extractor!r} extractor, this run trains "
@@ -194,8 +195,7 @@ class MatchingStage:
         if network.out_channels < self.model.out_channels:
             network = network.widened(self.model.out_channels)
         elif network.out_channels > self.model.out_channels:
-            raise ValueError(f"--init {path}: its matching network has {network.out_channels} channels, "
-                             f"this stage trains {self.model.out_channels}")
+            network = network.narrowed(self.model.out_channels)
         self.model.load_state_dict(network.state_dict())
 
     def prepare(self, sources, rank, world):
