@@ -232,7 +232,7 @@ def _rss_mib():
 
 @pytest.mark.parametrize(
     "name, overrides",
-    [("default", {}), ("mt_ft", {"finetune_iterations": 2}), ("mt", {})],
+    [("paper", {}), ("paper_mt_ft", {"finetune_iterations": 2}), ("paper_mt", {})],  # the cheap backbone is paper-shaped
     ids=["meta", "finetune", "none"],
 )
 def test_long_run_keeps_memory_flat(name, overrides):
@@ -267,7 +267,7 @@ def test_same_frames_same_boxes(tmp_path):
     frames = [np.roll(noise(32, 40), 2 * t, axis=1) for t in range(5)]
     runs = []
     for _ in range(2):
-        tracker = make_tracker("default", update_interval=2, weights=weights)
+        tracker = make_tracker("paper", update_interval=2, weights=weights)
         tracker.initialize(frames[0], [12, 10, 10, 8])
         runs.append([tracker.track(frame) for frame in frames[1:]])
         assert tracker.w_target is not None  # the meta update ran

@@ -45,7 +45,7 @@ def test_memory_is_bounded_and_keeps_the_most_recent():
     assert len(memory) == 3 and [p.response for p in memory.patches] == maps[2:]
 
 
-def _tracker(name="default", **overrides):
+def _tracker(name="paper", **overrides):  # the paper family: its tests check the paper's numbers
     params = load_parameters(name)
     params.device = "cpu"
     for key, value in overrides.items():
@@ -101,18 +101,18 @@ def test_template_features_are_kept_not_recomputed(demo, monkeypatch):
 
 
 def test_baselines_are_parameter_sets():
-    mt, ft, default = load_parameters("mt"), load_parameters("mt_ft"), load_parameters("default")
+    mt, ft, default = load_parameters("paper_mt"), load_parameters("paper_mt_ft"), load_parameters("paper")
     assert (default.update, mt.update, ft.update) == ("meta", "none", "finetune")
     assert (ft.update_interval, ft.finetune_iterations, ft.finetune_lr) == (50, 30, 1e-3)
     assert default.scales == pytest.approx((1 / 1.035, 1, 1.035))
     assert (default.scale_penalty, default.scale_damping, default.window_influence) == (0.97, 0.59, 0.25)
     assert (default.update_interval, default.confidence_threshold, default.num_update_samples) == (10, 0.5, 8)
     assert default.has("device") and default.get("nothing", 3) == 3
-    assert _tracker("mt").net.conv5.out_channels == 224
+    assert _tracker("paper_mt").net.conv5.out_channels == 224
 
 
 def test_finetune_baseline_changes_only_w5(demo):
-    tracker = _tracker("mt_ft", update_interval=4, confidence_threshold=-1, finetune_iterations=3)
+    tracker = _tracker("paper_mt_ft", update_interval=4, confidence_threshold=-1, finetune_iterations=3)
     before = {k: v.clone() for k, v in tracker.net.state_dict().items()}
     tracker.initialize(demo.frame(0), demo.boxes[0])
     for i in range(1, 5):
@@ -179,7 +179,7 @@ def test_box_size_follows_the_target_scale():
 def test_untrained_weights_are_announced(tmp_path, monkeypatch):
     monkeypatch.setitem(weights_io.DEFAULT_FILES, ("paper", "mlt"), tmp_path / "absent.safetensors")
     with pytest.warns(weights_io.UntrainedWeightsWarning, match="UNTRAINED"):
-        MLT(load_parameters("default"))
+        MLT(load_parameters("paper"))
 
 
 def test_weights_round_trip_and_errors(tmp_path):
@@ -223,7 +223,7 @@ def test_int8_is_calibrated_once_per_tracker(demo, tmp_path, monkeypatch):
     calls = []
     original = tracker_module.activation_maxima
     monkeypatch.setattr(tracker_module, "activation_maxima", lambda *a: calls.append(1) or original(*a))
-    params = load_parameters("mt")
+    params = load_parameters("paper_mt")
     params.precision = "int8"
     shipped = MLT(params)
     shipped.initialize(demo.frame(0), demo.boxes[0])
@@ -231,7 +231,7 @@ def test_int8_is_calibrated_once_per_tracker(demo, tmp_path, monkeypatch):
 
     path = tmp_path / "copy.safetensors"
     path.write_bytes(weights_io.DEFAULT_FILES[("paper", "mt")].read_bytes())  # the same weights, no calibration file
-    params = load_parameters("mt")
+    params = load_parameters("paper_mt")
     params.precision, params.weights = "int8", str(path)
     tracker = MLT(params)
     tracker.initialize(demo.frame(0), demo.boxes[0])
@@ -255,7 +255,7 @@ def test_precisions_track_a_real_sequence_alike(shared_data, precision):
     sequence = load_sequence(shared_data / "otb" / "Bird2")
     boxes = {}
     for name in ("fp32", precision):
-        params = load_parameters("mt")
+        params = load_parameters("paper_mt")
         params.precision = name
         tracker = MLT(params)
         tracker.initialize(sequence.frame(0), sequence.boxes[0])
