@@ -27,7 +27,8 @@ def add_parser(subparsers):
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (at the --lr given: a step decay)")
     parser.add_argument("--init", metavar="WEIGHTS", help="warm start: the trained network's weights from a weight file "
                         "(e.g. the shipped mlt_plugin/weights/mlt.safetensors), with a fresh optimiser; mt may start "
-                        "from MLT's 192-channel file, its 32 extra channels starting with small gains")
+                        "from MLT's 192-channel file, its 32 extra channels starting with small gains; matching from an MLT-mt "
+                        "file keeps its first 192 channels")
     parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.add_argument("--amp", action="store_true", help="autocast: bf16 on CPU, fp16 on CUDA")
