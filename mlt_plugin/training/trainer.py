@@ -177,13 +177,15 @@ class MatchingStage:
         return self.model if self.distilled is None else self.distilled
 
     def param_groups(self, lr):
-        """The optimiser's parameter groups: the extractor's trained blocks at ``backbone_lr_factor`` times ``lr``."""
-        backbone = {id(p) for p in self.model.backbone.parameters()}
+        """The optimiser's parameter groups: with ``train_blocks``, the extractor's trained blocks at
+        ``backbone_lr_factor`` times ``lr`` (a network trained whole, the paper's, keeps one learning rate)."""
         trained = [p for p in self.trainable().parameters() if p.requires_grad]
-        groups = [{"params": [p for p in trained if id(p) not in backbone], "lr_factor": 1.0}]
-        if any(id(p) in backbone for p in trained):
-            groups.append({"params": [p for p in trained if id(p) in backbone], "lr_factor": self.backbone_lr_factor})
-        return [{**g, "lr": lr * g["lr_factor"]} for g in groups]
+        if not self.train_blocks:
+            return [{"params": trained, "lr": lr, "lr_factor": 1.0}]
+        backbone = {id(p) for p in self.model.backbone.parameters()}
+        return [{"params": [p for p in trained if id(p) not in backbone], "lr": lr, "lr_factor": 1.0},
+                {"params": [p for p in trained if id(p) in backbone], "lr": lr * self.backbone_lr_factor,
+                 "lr_factor": self.backbone_lr_factor}]
 
     def load_init(self, path):
         """Warm start from a weight file; MLT-mt's 224 channels may start from MLT's 192 (``widened``), MLT's 192
