@@ -226,8 +226,7 @@ def run_sequence_restart(tracker, sequence, max_frames=None, on_frame=None, skip
         seconds[index] = time.perf_counter() - started
         if on_frame is not None:
             on_frame(index, image, boxes[index])
-        overlap = metrics.iou(boxes[index], sequence.boxes[index])
-        if not initialise and visible[index] and not overlap > 0:  # NaN (no box) fails too
+        if not initialise and visible[index] and not metrics.iou(boxes[index], sequence.boxes[index]) > 0:  # NaN fails
             states[index] = metrics.FAILURE
             index, initialise = index + skip, True
             continue
