@@ -64,7 +64,7 @@ def test_backbone_stage_learns_and_exports_a_matching_init(tmp_path):
     stage.export(tmp_path)
     net = load_matching(tmp_path / "backbone.safetensors")
     assert net.out_channels == 192
-    trained = model.net.state_dict()["backbone.0.weight"]
+    trained = model.backbone.state_dict()["0.weight"]
     assert torch.allclose(net.state_dict()["backbone.0.weight"], trained.half().float())
     matching = MatchingStage(192, CPU)
     matching.load_init(tmp_path / "backbone.safetensors")  # what `mlt train matching --init` does

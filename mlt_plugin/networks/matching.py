@@ -191,9 +191,13 @@ class MatchingNetwork(nn.Module):
         self.backbone.fold_batch_norm()
         return self
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Eq. (1): logits (B, 17, 17) for exemplars x (B, 3, 127, 127) and search images z (B, 3, 255, 255)."""
-        return self.correlate(self.embed(self.conv4_features(x)), self.embed(self.conv4_features(z)))
+    def forward(self, x: torch.Tensor, z: torch.Tensor, conv4: bool = False) -> torch.Tensor:
+        """Eq. (1): logits (B, 17, 17) for exemplars x (B, 3, 127, 127) and search images z (B, 3, 255, 255).
+        ``conv4``: x and z are already the extractor's features (a frozen extractor's feature cache); the
+        training goes through this forward either way, so that DistributedDataParallel sees every step."""
+        if not conv4:
+            x, z = self.conv4_features(x), self.conv4_features(z)
+        return self.correlate(self.embed(x), self.embed(z))
 
 
 class TemplateMatcher:

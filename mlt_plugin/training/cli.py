@@ -1,4 +1,6 @@
 """`mlt train matching|mt|meta`: argument parsing for the training stages."""
+import sys
+
 from mlt_plugin.training import split
 from mlt_plugin.training.datasets import load_source, parse_source_spec
 
@@ -30,8 +32,12 @@ def add_parser(subparsers):
                         "from MLT's 192-channel file, its 32 extra channels starting with small gains; matching from an MLT-mt "
                         "file keeps its first 192 channels")
     parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--log-every", type=int, default=None,
+                        help="a log.csv row (mean loss of the steps, over every process) every N steps "
+                        "(default 1 on CPU, 20 on CUDA: reading the loss waits for the GPU)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    parser.add_argument("--amp", action="store_true", help="autocast: bf16 on CPU, fp16 on CUDA")
+    parser.add_argument("--amp", action="store_true", help="autocast: bf16 on CPU and on GPUs with bf16, else fp16 with "
+                        "loss scaling; steps with a non-finite loss are skipped, 5 in a row stop the run")
     parser.add_argument("--workers", type=int, default=2, help="data loader processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -86,7 +92,11 @@ def default_sources(exclude, stills=True, data=None):
 
 
 def run(args):
-    from mlt_plugin.training.trainer import train
+    import torch
+
+    from mlt_plugin.training.trainer import TrainingDiverged, train
+
+    torch.backends.cudnn.benchmark = True  # fixed crop shapes: cuDNN picks its fastest kernels once
 
     # Without --exclude the validation sequences (and Biker470, a longer cut of Biker) are never trained on.
     validation = set(split.VALIDATION) | split.HELD_OUT
@@ -112,15 +122,19 @@ def run(args):
             names = source.trajectories if len(source.trajectories) <= 20 else []
             print(f"validation {kind}:{root}: {len(source.trajectories)} trajectories {' '.join(t.name for t in names)}")
     iterations = args.iterations or {"meta": 11000, "backbone": 20000}.get(args.stage, 95000)
-    loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
-                 args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
-                 feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
-                 crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
-                 still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
-                 val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
-                 last_layer_only=args.train_last_layer, extractor=args.extractor, teacher=args.teacher,
-                 distill_weight=args.distill_weight, distill=args.distill, train_blocks=args.train_blocks,
-                 backbone_lr_factor=args.backbone_lr_factor)
+    try:
+        loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
+                     args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
+                     feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,
+                     crop_cache=args.crop_cache, prepare_only=args.prepare_only, weight_decay=args.weight_decay,
+                     still_crops=args.still_crops, max_stills=args.max_stills, val_sources=val_sources,
+                     val_every=args.val_every, val_batches=args.val_batches, init=args.init, search_size=args.search_size,
+                     last_layer_only=args.train_last_layer, extractor=args.extractor, teacher=args.teacher,
+                     distill_weight=args.distill_weight, distill=args.distill, train_blocks=args.train_blocks,
+                     backbone_lr_factor=args.backbone_lr_factor, log_every=args.log_every)
+    except TrainingDiverged as err:
+        print(f"mlt train: error: {err}", file=sys.stderr)
+        return 3
     if args.prepare_only:
         print("caches ready")
     else:

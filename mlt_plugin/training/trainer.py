@@ -5,10 +5,12 @@ One loop for both: Adam, optional bf16/fp16 autocast, a progress bar, losses in 
 exactly, fp16 safetensors exports, and DistributedDataParallel under ``torchrun``.
 """
 import csv
+import json
+import math
 import os
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -29,15 +31,17 @@ from mlt_plugin.training.teacher import TEACHER_CHANNELS, NanoTrackTeacher, feat
 
 
 class Classifier(torch.nn.Module):
-    """The backbone stage's network: conv1-4 of a matching network, global average pooling, one linear layer."""
+    """The backbone stage's network: conv1-4 of a matching network, global average pooling, one linear layer.
+    It holds only what its loss uses (not the matching network's last layer): under DistributedDataParallel
+    every parameter must get a gradient at every step."""
 
-    def __init__(self, net, classes):
+    def __init__(self, backbone, channels, classes):
         super().__init__()
-        self.net = net
-        self.head = torch.nn.Linear(net.conv5.in_channels, classes)
+        self.backbone = backbone
+        self.head = torch.nn.Linear(channels, classes)
 
     def forward(self, images):
-        return self.head(self.net.conv4_features(images).mean((2, 3)))
+        return self.head(self.backbone(images).mean((2, 3)))
 
 
 class BackboneStage:
@@ -53,17 +57,20 @@ class BackboneStage:
     def __init__(self, device, memory_format=torch.channels_last):
         self.device, self.memory_format = device, memory_format
         self.classes = None  # {label: index}, fixed by the training sources in prepare()
-        self.model = None
+        self.net = self.model = None
 
     def _build(self, count):
-        self.model = Classifier(MatchingNetwork(BASE_CHANNELS), count).to(self.device).to(memory_format=self.memory_format)
+        # The exported matching network shares its extractor with the classifier; its last layer stays out of
+        # the trained model (fresh, or as --init gave it).
+        self.net = MatchingNetwork(BASE_CHANNELS).to(self.device).to(memory_format=self.memory_format)
+        self.model = Classifier(self.net.backbone, self.net.conv5.in_channels, count).to(self.device)
 
     def trainable(self):
         return self.model
 
     def load_init(self, path):
         """Warm start of conv1-4 (and the rest of the matching network) from a weight file; the head starts fresh."""
-        self.model.net.load_state_dict(load_matching(path, BASE_CHANNELS).state_dict())
+        self.net.load_state_dict(load_matching(path, BASE_CHANNELS).state_dict())
 
     def prepare(self, sources, rank, world):
         self.classes = class_index(sources)
@@ -100,7 +107,7 @@ class BackboneStage:
         return {**result, "gap": result["validation"] - result["training"]}
 
     def export(self, path, suffix=""):
-        save_weights(path / self.export_name.replace(".safetensors", f"{suffix}.safetensors"), self.model.net,
+        save_weights(path / self.export_name.replace(".safetensors", f"{suffix}.safetensors"), self.net,
                      metadata={"variant": "backbone", "classes": len(self.classes)})
 
 
@@ -216,8 +223,7 @@ class MatchingStage:
         if self.last_layer_only or self.train_blocks:
             self.model.backbone.eval()  # the backbone normalises with its running statistics, as in tracking
         if "x4" in batch:  # cached extractor features: the last layer, normalisation and correlation only
-            net = self.model
-            logits = net.correlate(net.embed(batch["x4"].float()), net.embed(batch["z4"].float()))
+            logits = module(batch["x4"].float(), batch["z4"].float(), conv4=True)
             return logistic_loss(logits, label_map(batch["centers"], LABEL_RADIUS, logits.shape[-1]))
         as_image = lambda t: t.float().contiguous(memory_format=self.memory_format)  # noqa: E731
         logits = module(as_image(batch["x"]), as_image(batch["z"]))
@@ -273,6 +279,7 @@ class MetaStage:
         self.num_delta, self.num_reg = num_delta, num_reg
         self.feature_cache = feature_cache
         self.cache_options = cache_options or {}
+        self.rank, self.world = 0, 1
 
     def trainable(self):
         return self.model
@@ -282,6 +289,7 @@ class MetaStage:
 
     def prepare(self, sources, rank, world):
         """The sources, or with a feature cache their cached features (built by rank 0 when absent)."""
+        self.rank, self.world = rank, world  # the validation cache is built once too
         if self.feature_cache is None:
             return sources
         return _built_once(rank, world, lambda build: prepare_feature_cache(
@@ -349,7 +357,8 @@ class MetaStage:
     def validation_data(self, sources, val_sources, batch_size, count, seed):
         """Fixed validation episodes: 40 cached frames of each validation sequence, one crop each."""
         options = {**self.cache_options, "frames_per_trajectory": 40, "crops_per_frame": 1}
-        cached = prepare_feature_cache(self.feature_cache, val_sources, self.matching, self.device, **options)
+        cached = _built_once(self.rank, self.world, lambda build: prepare_feature_cache(
+            self.feature_cache, val_sources, self.matching, self.device, build=build, **options))
         episodes = CachedEpisodeDataset(cached, count, batch_size, self.num_reg, seed=seed + 1000)
         return [{k: v.to(self.device) for k, v in episodes[i].items()} for i in range(count)]
 
@@ -358,18 +367,53 @@ class MetaStage:
                      self.model, metadata={"variant": "mlt"})
 
 
-def _autocast(device, enabled):
-    if not enabled:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
+MAX_NONFINITE = 5  # non-finite losses in a row that stop a run: it has diverged, skipping more will not help
 
 
-def _distributed():
-    """(rank, world_size), initialising the process group when launched by torchrun."""
+class TrainingDiverged(RuntimeError):
+    """Several steps in a row had a non-finite loss."""
+
+
+def amp_dtype(device) -> torch.dtype:
+    """--amp's autocast dtype: bf16 where the device runs it (fp32's range: no loss scaling needed), else fp16,
+    whose gradients need a GradScaler (most of conv1-4's activation gradients fall below fp16's normal range)."""
+    if device.type == "cuda":
+        try:
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # an older torch without the argument
+            native = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if native else torch.float16
+    return torch.bfloat16
+
+
+def _autocast(device, dtype):
+    """Autocast in ``dtype``, or nothing when it is None (fp32)."""
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+@contextmanager
+def _process_group(device_name):
+    """(rank, world size, device) of this process. Under torchrun the process group is started here: gloo
+    for CPU training, NCCL for CUDA (``MLT_DIST_BACKEND`` overrides), each process on GPU
+    LOCAL_RANK % GPUs, and the group is closed again when training ends."""
+    device = resolve_device(device_name)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+    if world == 1:
+        yield 0, 1, device
+        return
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(device)  # before the group starts: NCCL binds each process to its GPU
+    created = not dist.is_initialized()
+    if created:
+        backend = os.environ.get("MLT_DIST_BACKEND") or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    try:
+        yield dist.get_rank(), world, device
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 def _built_once(rank, world, prepare):
@@ -380,11 +424,31 @@ def _built_once(rank, world, prepare):
     return result if rank == 0 else prepare(build=False)
 
 
-def _rng_state():
+def _rng_state(device):
+    """This process's RNG states (dropout's and the global generator's), CPU byte tensors."""
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def _set_rng_state(state, device):
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and device.type == "cuda":
+        if isinstance(cuda, list):  # checkpoints written before per-process states: every GPU's state
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            torch.cuda.set_rng_state(cuda, device)
+
+
+def _gathered(value, world):
+    """``value`` of every process, in rank order (collective: every rank calls it)."""
+    if world == 1:
+        return [value]
+    values = [None] * world
+    dist.all_gather_object(values, value)
+    return values
 
 
 def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=None, amp=False, workers=2,
@@ -392,7 +456,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           cache_frames=40, cache_crops=2, crop_cache=None, prepare_only=False, weight_decay=0.0, still_crops=8,
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
           search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper", teacher=None, distill_weight=1.0,
-          distill="map", train_blocks=0, backbone_lr_factor=0.1):
+          distill="map", train_blocks=0, backbone_lr_factor=0.1, log_every=None):
     """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
 
     feature_cache: meta stage, and matching stages with ``last_layer_only`` (a frozen extractor), a folder
@@ -417,17 +481,32 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
     prepare_only: build the caches and return without training (nan).
+    amp: autocast, bf16 where the device has it, else fp16 with a GradScaler (``amp_dtype``). Any step whose
+        loss or gradients are not finite is skipped (the log says which), and ``MAX_NONFINITE`` in a row stop
+        the run with ``TrainingDiverged``.
+    log_every: a log.csv row (the loss averaged over these steps and every process) every N steps: reading
+        the loss waits for the device, so on CUDA not every step (default 1 on CPU, 20 on CUDA).
+    Under torchrun (WORLD_SIZE > 1): DistributedDataParallel, see ``_process_group``; ``OUT/summary.json``
+    gets steps/s and the share of time spent waiting for data.
     """
-    rank, world = _distributed()
+    with _process_group(device) as (rank, world, device):
+        return _train(stage_name, sources, out, iterations, batch_size, lr, device, amp, workers, seed, resume,
+                      checkpoint_every, matching_weights, threads, feature_cache, cache_frames, cache_crops,
+                      crop_cache, prepare_only, weight_decay, still_crops, max_stills, val_sources, val_every,
+                      val_batches, init, search_size, last_layer_only, extractor, teacher, distill_weight, distill,
+                      train_blocks, backbone_lr_factor, log_every, rank, world)
+
+
+def _train(stage_name, sources, out, iterations, batch_size, lr, device, amp, workers, seed, resume,
+           checkpoint_every, matching_weights, threads, feature_cache, cache_frames, cache_crops, crop_cache,
+           prepare_only, weight_decay, still_crops, max_stills, val_sources, val_every, val_batches, init,
+           search_size, last_layer_only, extractor, teacher, distill_weight, distill, train_blocks,
+           backbone_lr_factor, log_every, rank, world):
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
     if batch_size % world:
         raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the same initial network in every process (a feature cache is keyed by it)
     if last_layer_only and not (init or resume or EXTRACTORS[extractor].pretrained):
         raise ValueError("--train-last-layer trains on a trained backbone: give --init WEIGHTS (or --resume)")
     if train_blocks and stage_name not in ("matching", "mt"):
@@ -471,26 +550,39 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     model = stage.trainable()
     groups = stage.param_groups(lr) if hasattr(stage, "param_groups") else \
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "lr_factor": 1.0}]
-    optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    # Fused Adam: a step whose gradients are not finite is skipped on the device (``found_inf``), no host sync.
+    optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True)
+    dtype = amp_dtype(device) if amp else None
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     start = 0
     if init and not resume:
         stage.load_init(init)
     if resume:
         if not checkpoint_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        # On the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the model's and the
+        # optimiser's tensors to their parameters' device.
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state["stage"] != stage_name:
             raise ValueError(f"{checkpoint_path} is a {state['stage']!r} checkpoint, not {stage_name!r}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:  # --lr on a resumed run: a step decay of the learning rate
             group["lr"] = lr * group.get("lr_factor", 1.0)
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start = state["iteration"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        per_rank = state.get("rng_ranks") or [state["rng"]]
+        if len(per_rank) == world:
+            _set_rng_state(per_rank[rank], device)
+        else:  # another number of processes than the checkpoint's: fresh streams, still one per process
+            tqdm.write(f"--resume: checkpoint of {len(per_rank)} process(es), run of {world}: RNG re-seeded")
+            torch.manual_seed(seed + rank + 1_000_003 * start)
+    else:
+        torch.manual_seed(seed + rank)  # from here on each process draws its own dropout masks
     module = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     model.train()
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
 
     local = batch_size // world
     dataset = stage.dataset(sources, iterations, local, seed, first_sample=rank * local)
@@ -501,6 +593,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         # resumed run would see other dropout masks than an uninterrupted one.
         generator=torch.Generator().manual_seed(seed),
     )
+    log_every = log_every or (1 if device.type == "cpu" else 20)
     log_file = open(out / "log.csv", "a", newline="") if rank == 0 else None
     log = csv.writer(log_file) if log_file else None
     if log and start == 0:
@@ -532,46 +625,96 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
             stage.export(out, suffix="_best")
 
     def save(iteration):
+        rng = _gathered(_rng_state(device), world)  # every process's own RNG, for an exact resume of each
         if rank:
             return
         state = {"stage": stage_name, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "iteration": iteration, "rng": _rng_state()}
+                 "iteration": iteration, "rng": rng[0], "rng_ranks": rng}
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
         torch.save(state, checkpoint_path.with_suffix(".tmp"))
         checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
         stage.export(out)
         log_file.flush()
 
+    window, nonfinite_run, skipped = [], 0, 0  # the losses since the last log row, on the device
+
+    def write_log(iteration):
+        """One log row: the mean finite loss of the window's steps over every process (one host sync)."""
+        nonlocal window, nonfinite_run, skipped, loss_value
+        if not window:
+            return
+        losses = torch.stack(window).tolist()
+        first = iteration - len(losses) + 1
+        finite = [v for v in losses if math.isfinite(v)]
+        bad = [first + n for n, v in enumerate(losses) if not math.isfinite(v)]
+        window = []
+        for v in losses:
+            nonfinite_run = 0 if math.isfinite(v) else nonfinite_run + 1
+        skipped += len(bad)
+        if bad:
+            tqdm.write(f"iteration(s) {', '.join(map(str, bad))}: non-finite loss, step skipped")
+        if nonfinite_run >= MAX_NONFINITE:
+            raise TrainingDiverged(f"{nonfinite_run} steps in a row had a non-finite loss (the last at iteration "
+                                   f"{iteration}): training stopped. Try a lower --lr, or without --amp; "
+                                   f"{out / 'checkpoint.pt'} holds the last checkpoint")
+        loss_value = sum(finite) / len(finite) if finite else float("nan")
+        if log:
+            log.writerow([iteration, f"{loss_value:.6f}", lr, f"{time.time() - started:.1f}"])
+        if board:
+            board.add_scalar(f"{stage_name}/loss", loss_value, iteration)
+        progress.set_postfix(loss=f"{loss_value:.4f}")
+
     if amp and device.type == "cpu" and not cpu_has_bf16():  # checked once, not per step
         warnings.warn("--amp: this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 autocast is emulated "
                       "and several times slower than fp32; drop --amp")
     progress = tqdm(total=iterations, initial=start, disable=rank != 0, desc=f"train {stage_name}", unit="it")
-    started, loss_value = time.time(), float("nan")
+    started, loss_value, data_seconds = time.time(), float("nan"), 0.0
     iteration = start
     if val_data is not None and start == 0:
         validate(0)  # the starting network: the reference for what training buys
-    for iteration, batch in zip(range(start, iterations), loader):
+    batches = iter(loader)
+    for iteration in range(start, iterations):
+        tic = time.perf_counter()
+        batch = next(batches)
+        data_seconds += time.perf_counter() - tic
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with _autocast(device, amp):
+        with _autocast(device, dtype):
             loss = stage.loss(module, batch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_value = loss.item()
-        if log:
-            log.writerow([iteration + 1, f"{loss_value:.6f}", lr, f"{time.time() - started:.1f}"])
-        if board:
-            board.add_scalar(f"{stage_name}/loss", loss_value, iteration + 1)
-        progress.set_postfix(loss=f"{loss_value:.4f}")
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        mean = loss.detach().float().clone()
+        if world > 1:  # the logged loss is every process's (and a non-finite one on any rank skips the step)
+            dist.all_reduce(mean)
+            mean = mean / world
+        window.append(mean)
+        if scaler is not None:  # skips the steps whose scaled gradients overflowed, and adapts the scale
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in trained if p.grad is not None])
+            optimizer.found_inf = (~(torch.isfinite(mean) & torch.isfinite(norm))).float()
+            optimizer.step()
         progress.update()
+        if (iteration + 1) % log_every == 0:
+            write_log(iteration + 1)
         if (iteration + 1) % checkpoint_every == 0:
+            write_log(iteration + 1)
             save(iteration + 1)
         if val_data is not None and (iteration + 1) % val_every == 0:
             validate(iteration + 1)
         iteration += 1
+    write_log(iteration)
     save(iteration)
     progress.close()
     if log_file:
         log_file.close()
+        seconds, steps = time.time() - started, iteration - start
+        summary = {"stage": stage_name, "steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9),
+                   "data_wait_share": data_seconds / max(seconds, 1e-9), "skipped_steps": skipped,
+                   "final_loss": loss_value, "processes": world, "device": str(device),
+                   "amp": str(dtype).replace("torch.", "") if dtype else None}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return loss_value
 
 
