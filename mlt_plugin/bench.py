@@ -16,6 +16,7 @@ from mlt_plugin.demo import load_target
 from mlt_plugin.evaluation import score
 from mlt_plugin.networks.weights_io import UntrainedWeightsWarning
 from mlt_plugin.params import cpu_has_bf16, resolve_device, resolve_precision
+from mlt_plugin.sequences import Sequence
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
 
@@ -50,12 +51,32 @@ def _rss_mib():
     return float("nan")
 
 
+def _synchronized(update, device):
+    """The tracker's update, returning once the GPU has done it: its time is billed to the update, not to the
+    next frame's forward (whose copy of the logits to the CPU would wait for it)."""
+    def run():
+        update()
+        torch.cuda.synchronize(device)
+    return run
+
+
+def ping_pong(sequence, length):
+    """The sequence played forward, backward, forward... until ``length`` frames: a longer run with a
+    continuous motion (and known boxes) when the sequence is shorter than the frames asked to time."""
+    order = list(range(len(sequence))) + list(range(len(sequence) - 2, 0, -1))
+    indices = [order[i % len(order)] for i in range(length)]
+    return Sequence(f"{sequence.name} (forward and back, {length} frames)", [sequence.frames[i] for i in indices],
+                    sequence.boxes[indices])
+
+
 def bench_one(name, overrides, sequence, frames, device):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tracker = build_tracker(name, **overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        if hasattr(tracker, "stage_seconds"):
+            tracker.update = _synchronized(tracker.update, device)
     # Frames 1..N of the sequence in order, so that the boxes can be scored; frame 1 warms up, untimed.
     boxes = [sequence.boxes[0]]
     tracker.initialize(sequence.frame(0), sequence.boxes[0])
@@ -91,9 +112,13 @@ def run_bench(args):
         cv2.setNumThreads(args.threads)  # OpenCV's trackers (and MLT's crops) on the same cores
     device = resolve_device(args.device)
     sequence = load_target(args.path)
-    frames = min(args.frames, len(sequence) - 2)
-    if frames < 1:
-        raise ValueError(f"{sequence.name} has {len(sequence)} frames: mlt bench needs at least 3")
+    frames = args.frames
+    if frames < 1 or len(sequence) < 3:
+        raise ValueError(f"--frames {frames} on {sequence.name} of {len(sequence)} frames: mlt bench times at "
+                         "least 1 frame, of a sequence of at least 3")
+    if frames + 2 > len(sequence):  # never fewer frames timed than asked for
+        sequence = ping_pong(sequence, frames + 2)
+        print(f"  {sequence.name}", flush=True)
     rows = []
     for label, name, overrides in _configs(device, args.models):
         row = bench_one(name, overrides, sequence, frames, device)

@@ -205,6 +205,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.command in ("track", "eval", "bench", "train"):
+        import torch
+
+        # Fixed crop shapes: cuDNN picks its fastest kernels once. Set by the command, not by the tracker,
+        # which must not change a global setting of the program that uses it.
+        torch.backends.cudnn.benchmark = True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -29,11 +29,11 @@ def train_speed(device, steps, amp, variants=((True, 255),)):
     """{name: {steps_per_s, s_per_step, amp}} for the meta stage and each matching (channels_last, search
     size) variant."""
     from mlt_plugin.networks.weights_io import DEFAULT_FILES
-    from mlt_plugin.training.trainer import MatchingStage, MetaStage
+    from mlt_plugin.training.trainer import MatchingStage, MetaStage, amp_dtype
 
     generator = torch.Generator().manual_seed(0)
     batch_size, num_reg = 8, 16
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    dtype = amp_dtype(device)  # as `mlt train --amp`: bf16 where the device has it, else fp16 with loss scaling
     jobs = {}
     for channels_last, size in variants:
         layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -49,19 +49,21 @@ def train_speed(device, steps, amp, variants=((True, 255),)):
     results = {}
     for name, (stage, batch) in jobs.items():
         module = stage.trainable().train()
-        optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
+        optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-4, fused=True)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
         batch = {k: v.to(device) for k, v in batch.items()}
 
         def step():
             with torch.autocast(device.type, dtype=dtype, enabled=amp):
                 loss = stage.loss(module, batch)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             return loss
 
         seconds = _timed(step, steps, device)
-        results[name] = {"steps_per_s": 1 / seconds, "s_per_step": seconds, "amp": amp}
+        results[name] = {"steps_per_s": 1 / seconds, "s_per_step": seconds, "amp": str(dtype) if amp else None}
         print(f"train {name:28s} amp={amp}: {1 / seconds:.2f} steps/s ({seconds:.2f} s/step)", flush=True)
     return results
 

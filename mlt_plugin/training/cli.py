@@ -92,11 +92,7 @@ def default_sources(exclude, stills=True, data=None):
 
 
 def run(args):
-    import torch
-
     from mlt_plugin.training.trainer import TrainingDiverged, train
-
-    torch.backends.cudnn.benchmark = True  # fixed crop shapes: cuDNN picks its fastest kernels once
 
     # Without --exclude the validation sequences (and Biker470, a longer cut of Biker) are never trained on.
     validation = set(split.VALIDATION) | split.HELD_OUT
