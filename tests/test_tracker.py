@@ -8,6 +8,7 @@ import torch
 from mlt_plugin import MLT, load_parameters
 from mlt_plugin.demo import demo_sequence
 from mlt_plugin.networks import weights_io
+from mlt_plugin.networks.extractors import PaperExtractor
 from mlt_plugin.sequences import load_sequence
 from mlt_plugin.tracking.memory import ContextMemory, ContextPatch, response_entropy
 
@@ -177,7 +178,7 @@ def test_box_size_follows_the_target_scale():
 
 
 def test_untrained_weights_are_announced(tmp_path, monkeypatch):
-    monkeypatch.setitem(weights_io.DEFAULT_FILES, ("paper", "mlt"), tmp_path / "absent.safetensors")
+    monkeypatch.setitem(PaperExtractor.default_files, "mlt", tmp_path / "absent.safetensors")
     with pytest.warns(weights_io.UntrainedWeightsWarning, match="UNTRAINED"):
         MLT(load_parameters("paper"))
 
@@ -230,7 +231,7 @@ def test_int8_is_calibrated_once_per_tracker(demo, tmp_path, monkeypatch):
     assert calls == [] and shipped.search_engine is not None
 
     path = tmp_path / "copy.safetensors"
-    path.write_bytes(weights_io.DEFAULT_FILES[("paper", "mt")].read_bytes())  # the same weights, no calibration file
+    path.write_bytes(weights_io.default_file("paper", "mt").read_bytes())  # the same weights, no calibration file
     params = load_parameters("paper_mt")
     params.precision, params.weights = "int8", str(path)
     tracker = MLT(params)

@@ -31,9 +31,6 @@ import numpy as np
 import torch
 
 from mlt_plugin.geometry import RESPONSE_SIZE
-from mlt_plugin.networks.int8 import Int8Backbone, activation_maxima, int8_supported
-from mlt_plugin.networks.lite_openvino import LiteOpenVINO
-from mlt_plugin.networks.lite_openvino import activation_maxima as lite_activation_maxima
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
 from mlt_plugin.params import TrackerParams, load_parameters, resolve_device, resolve_precision
@@ -70,17 +67,17 @@ class MLT:
         self.device = resolve_device(params.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels once
-        if params.get("num_threads", None):
+        if params.num_threads:
             torch.set_num_threads(params.num_threads)
         variant = "mlt" if params.update == "meta" else "mt"
-        self.net, self.meta_learner = load_weights(variant, params.weights, params.get("extractor", "paper"))
+        self.net, self.meta_learner = load_weights(variant, params.weights, params.extractor)
         self.net = self.net.to(self.device, params.dtype).eval().fold_batch_norm()
         if self.meta_learner is not None:
             self.meta_learner = self.meta_learner.to(self.device).eval()
         # The precision of the search crops' conv1-4, the per-frame bulk of the work. The template, the last
         # layer, the L2 normalisation and the correlation always run in fp32: with them in bf16 too, the
         # logits that choose the box moved 7x more than with bf16 in conv1-4 alone (README, "Precision").
-        self.precision = resolve_precision(params.get("precision", "auto"), self.device)
+        self.precision = resolve_precision(params.precision, self.device)
         self.search_engine = None  # OpenVINO's search forward, built at the first initialize (_build_search_engine)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
@@ -231,7 +228,7 @@ class MLT:
     def _gate_value(self, probability, height):
         """The quantity compared with tau (params.confidence: "relative" or "probability")."""
         self.last_probability, self.last_relative = probability, height / max(self.reference_height, 1e-6)
-        mode = self.params.get("confidence", "relative")
+        mode = self.params.confidence
         if mode == "probability":
             return self.last_probability
         if mode == "psr":
@@ -295,24 +292,13 @@ class MLT:
         return now
 
     def _build_search_engine(self, image):
-        """The search forward on OpenVINO where it is the fast CPU path, once per tracker: the paper's
-        conv1-4 in int8 (networks/int8.py), the lite extractor in fp32, bf16 or int8 (lite_openvino.py);
-        else None (torch). int8 activation ranges come from the weight file (shipped files carry them, see
-        tools/calibrate_int8.py), else from this first frame's search crops, kept for every later sequence
-        (VOT's re-initialisations included)."""
-        lite = self.net.extractor == "lite"
-        if not (self.precision == "int8" or (lite and self.device.type == "cpu" and int8_supported())):
-            return
-        maxima = self.net.int8_activation_max
-        if maxima is None and self.precision == "int8":
-            with torch.inference_mode():
-                crops = self._to_tensor(self._search_crops(image))
-                maxima = lite_activation_maxima(self.net.backbone, crops) if lite else activation_maxima(self.net, crops)
-        size, batch = self.params.instance_size, len(self.scales)
-        if lite:
-            self.search_engine = LiteOpenVINO(self.net.backbone, batch, size, self.precision, maxima=maxima)
-        else:
-            self.search_engine = Int8Backbone(self.net, batch, size, maxima)
+        """The extractor's own search forward where it has a faster one than torch (networks/extractors.py:
+        cpu_search_engine; OpenVINO on CPUs), once per tracker; else None (torch). int8 activation ranges come
+        from the weight file (shipped files carry them, see tools/calibrate_int8.py), else from this first
+        frame's search crops, kept for every later sequence (VOT's re-initialisations included)."""
+        self.search_engine = self.net.backbone.cpu_search_engine(
+            self.net, self.precision, self.device, len(self.scales), self.params.instance_size,
+            lambda: self._to_tensor(self._search_crops(image)))
 
     def _search_crops(self, image) -> np.ndarray:
         """The search crops at every scale, (S, size, size, 3) uint8."""

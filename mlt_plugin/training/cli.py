@@ -1,4 +1,5 @@
 """`mlt train matching|mt|meta`: argument parsing for the training stages."""
+from mlt_plugin.networks.extractors import EXTRACTORS
 from mlt_plugin.training import split
 from mlt_plugin.training.datasets import load_source, parse_source_spec
 
@@ -51,7 +52,7 @@ def add_parser(subparsers):
                         "9-11 are its stride-16 stage), earlier ones frozen, batch-norm statistics kept (issue 36)")
     parser.add_argument("--backbone-lr-factor", type=float, default=0.1,
                         help="--train-blocks: the extractor's learning rate as a fraction of --lr")
-    parser.add_argument("--extractor", choices=["paper", "lite"], default="paper",
+    parser.add_argument("--extractor", choices=list(EXTRACTORS), default="paper",
                         help="matching stages: the feature extractor under the last layer (lite: EfficientNet-Lite0 "
                         "from ImageNet, trained with --train-last-layer on its package weights); meta: from --matching-weights")
     parser.add_argument("--teacher", metavar="DIR",

@@ -147,8 +147,8 @@ class MatchingStage:
         # batch norm keeps its ImageNet statistics (eval mode; its scale and shift train in the trained blocks).
         self.train_blocks, self.backbone_lr_factor = train_blocks, backbone_lr_factor
         if train_blocks:
-            blocks = getattr(self.model.backbone, "_blocks", None)
-            if blocks is None or not self.model.backbone.pretrained:
+            blocks = self.model.backbone.trainable_blocks()
+            if not len(blocks) or not self.model.backbone.pretrained:
                 raise ValueError("--train-blocks fine-tunes a pretrained extractor's blocks: use --extractor lite")
             if not 1 <= train_blocks <= len(blocks):
                 raise ValueError(f"--train-blocks must be 1..{len(blocks)} (the extractor's blocks), got {train_blocks}")
