@@ -73,7 +73,7 @@ PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 def resolve_precision(name, device: torch.device) -> str:
     """The precision of the per-frame search backbone. 'auto': fp16 on CUDA; int8 on x86 CPUs with
-    OpenVINO (both networks: it kept the select half's mean AUC within 0.01 of fp32, see the README);
+    OpenVINO (both networks: it kept the select half's mean AUC within 0.01 of fp32, docs/results.md);
     else fp32."""
     from mlt_plugin.networks.int8 import int8_supported
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlt_plugin.evaluation import tracker_name
+from mlt_plugin.evaluation.running import tracker_name
 from mlt_plugin.params import load_parameters, parameter_set_names
 
 REPO = Path(__file__).resolve().parents[1]

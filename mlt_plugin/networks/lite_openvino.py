@@ -1,4 +1,4 @@
-"""The lite extractor's search forward on CPUs, on OpenVINO (issue 30).
+"""The lite extractor's search forward on CPUs, on OpenVINO.
 
 EfficientNet-Lite0 is mostly depthwise convolutions, which torch runs slowly on CPUs and OpenVINO
 fast: on 3 search crops of 255 px, 2-core AMD EPYC Zen 4, torch fp32 88 ms, OpenVINO fp32 32 ms,

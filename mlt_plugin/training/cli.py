@@ -15,7 +15,7 @@ def add_parser(subparsers):
         "Without --source: the training split of ../shared/data (videos only for the meta stage).",
     )
     parser.add_argument("stage", choices=["backbone", "matching", "mt", "meta"],
-                        help="backbone: conv1-4 classify labelled objects (issue 21), the --init of matching / mt")
+                        help="backbone: conv1-4 classify labelled objects (general features), the --init of matching / mt")
     parser.add_argument("--source", action="append", default=[], help="KIND:ROOT[:WEIGHT], repeatable")
     parser.add_argument("--exclude", nargs="*", default=None,
                         help="sequence names never to train on (default with the shared data: the validation split)")
@@ -49,7 +49,7 @@ def add_parser(subparsers):
                         "(frozen, batch-norm statistics included), e.g. MLT-mt's 224 channels on MLT's backbone")
     parser.add_argument("--train-blocks", type=int, default=0,
                         help="matching stages, --extractor lite: also fine-tune the extractor's last N blocks (of 11; "
-                        "9-11 are its stride-16 stage), earlier ones frozen, batch-norm statistics kept (issue 36)")
+                        "9-11 are its stride-16 stage), earlier ones frozen, batch-norm statistics kept")
     parser.add_argument("--backbone-lr-factor", type=float, default=0.1,
                         help="--train-blocks: the extractor's learning rate as a fraction of --lr")
     parser.add_argument("--extractor", choices=list(EXTRACTORS), default="paper",
@@ -57,7 +57,7 @@ def add_parser(subparsers):
                         "from ImageNet, trained with --train-last-layer on its package weights); meta: from --matching-weights")
     parser.add_argument("--teacher", metavar="DIR",
                         help="matching stages: NanoTrack v2's folder (e.g. ../shared/models/nanotrack_v2); its outputs on "
-                        "every training pair add a distillation term to eq. (6) (--distill; issue 31)")
+                        "every training pair add a distillation term to eq. (6) (--distill)")
     parser.add_argument("--distill", choices=["map", "features", "both"], default="map",
                         help="--teacher: what the student learns from it: its response map (a soft label), its search "
                         "features (conv4 through a learned 1x1 projection, cosine), or both")

@@ -66,8 +66,8 @@ class CropSampler:
 
 def paste_look_alike(rng, z, offset, scale, box, other):
     """z with the still object ``other`` (a one-frame trajectory) pasted beside the target, at the target's
-    size (+-20 %) and 1-2 target sizes away from it (issue 21: a same-class look-alike; the label stays on
-    the target). ``offset``, ``scale``: the target's place in z and z's scale, as ``CropSampler.crop`` gives."""
+    size (+-20 %) and 1-2 target sizes away from it (a same-class look-alike that the features must tell
+    apart; the label stays on the target). ``offset``, ``scale``: the target's place in z and z's scale, as ``CropSampler.crop`` gives."""
     ox, oy, ow, oh = other.boxes[0]
     patch = other.frame(0)[int(oy) : int(np.ceil(oy + oh)), int(ox) : int(np.ceil(ox + ow))]
     w, h = (int(max(round(v * scale * rng.uniform(0.8, 1.2)), 2)) for v in box[2:])
@@ -141,7 +141,7 @@ def context_candidates(frames, anchor, num_reg, max_gap):
     """Indices into ``frames`` (sorted frame numbers of one trajectory) that may be context for the anchor
     ``frames[anchor]``: every frame within ``max_gap`` of it, or the ``num_reg`` nearest where fewer are
     that close (a sparsely cached long trajectory still gives distinct frames). Never the anchor's own frame
-    (issue 12: the anchor's frame among its context patches makes delta and eq. (7) trivial); for a
+    (the anchor's frame among its context patches would make delta and eq. (7) trivial); for a
     one-frame trajectory (a still image), its own frame, whose augmented crops are then the context."""
     index = np.arange(len(frames))
     if len(frames) == 1:
@@ -163,7 +163,7 @@ def episode_frames(rng, frames, num_reg, max_gap):
 
 
 def pair_sampler():
-    """The matching stage's augmentation (issue 11): scale +-20 %, shift +-4 cells, colour, grayscale, blur,
+    """The matching stage's augmentation: scale +-20 %, shift +-4 cells, colour, grayscale, blur,
     noise and flip, so that the network learns appearance changes instead of memorising its training frames."""
     return CropSampler(scale_jitter=0.2, shift_jitter=32.0, blur=0.2, noise=2.0, color=0.2, grayscale=0.1)
 
@@ -179,13 +179,13 @@ class PairDataset(torch.utils.data.Dataset):
     image's object that shares its image with other objects, z is centred on one of those (the target is
     positive only where it falls inside the map), and when it is a labelled still object (Tiny ImageNet),
     another object of its class is pasted into z beside it (a look-alike, negative everywhere but on the
-    target, issue 21). Pairs from one still image (COCO) are made hard: z is
+    target). Pairs from one still image (COCO) are made hard: z is
     rotated about the target, and with probability ``paste`` the target is pasted on another trajectory's
     background, then with probability ``occlude`` partly covered by a patch of that background.
     ``search_size``: the search crop's side (255 as in the paper; smaller crops train faster, the network
     is fully convolutional). ``hard=False`` gives plain positive pairs (validation). ``teacher``: a callable
     (x, z) -> (response map, search features) (teacher.py), joining each batch as ``teacher`` and
-    ``teacher_features`` (issue 31).
+    ``teacher_features``.
     """
 
     def __init__(self, sources, iterations, batch_size=8, max_gap=100, seed=0, sampler=None, first_sample=0,
@@ -344,7 +344,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
 
 
 def class_sampler():
-    """The backbone stage's augmentation (issue 21): scale +-30 %, shift +-3 cells, colour, grayscale, blur,
+    """The backbone stage's augmentation: scale +-30 %, shift +-3 cells, colour, grayscale, blur,
     noise and flip of the exemplar-scale crop, so that the features learn the object, not its framing."""
     return CropSampler(scale_jitter=0.3, shift_jitter=24.0, blur=0.3, noise=4.0, color=0.3, grayscale=0.1)
 
