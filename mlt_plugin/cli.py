@@ -214,7 +214,8 @@ def run_diagnose(args):
     from mlt_plugin.sequences import load_sequences
     from mlt_plugin.training.split import validation_sequences
 
-    sequences = [s for path in args.paths for s in load_sequences(path)] if args.paths else validation_sequences(half="select")
+    paths = args.paths
+    sequences = [s for path in paths for s in load_sequences(path)] if paths else validation_sequences(half="select")
     hooks = []  # (tracker name, sequence, start, its hook) per item, in the runner's order
 
     def hook(name, sequence, start, tracker):

@@ -37,7 +37,8 @@ def test_a_toy_backbone_trains_and_tracks(tmp_path, monkeypatch, one_thread):
     folder = tmp_path / "source" / "demo"  # an OTB-layout training source
     (folder / "img").mkdir(parents=True)
     for index in range(len(sequence)):
-        cv2.imwrite(str(folder / "img" / f"{index + 1:04d}.jpg"), cv2.cvtColor(sequence.frame(index), cv2.COLOR_RGB2BGR))
+        frame = cv2.cvtColor(sequence.frame(index), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folder / "img" / f"{index + 1:04d}.jpg"), frame)
     np.savetxt(folder / "groundtruth_rect.txt", sequence.boxes + [1, 1, 0, 0], fmt="%g", delimiter=",")
     run = tmp_path / "run"
     assert main(["train", "mt", "--extractor", "toy", "--source", f"seq:{tmp_path / 'source'}", "--out", str(run),

@@ -28,6 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mlt_plugin.networks.int8 import Int8Backbone, int8_supported
+from mlt_plugin.networks.int8 import activation_maxima as conv_activation_maxima
+from mlt_plugin.networks.lite_openvino import LiteOpenVINO
+from mlt_plugin.networks.lite_openvino import activation_maxima as lite_activation_maxima
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -111,17 +116,15 @@ class PaperExtractor(Extractor, nn.Sequential):
 
     def cpu_search_engine(self, net, precision, device, batch, size, crops):
         """conv1-4 in int8 on OpenVINO when the precision is int8 (the other precisions run in torch)."""
-        from mlt_plugin.networks.int8 import Int8Backbone
-
         if precision != "int8":
             return None
         maxima = net.int8_activation_max
-        return Int8Backbone(net, batch, size, maxima if maxima is not None else self.int8_activation_maxima(net, crops()))
+        if maxima is None:
+            maxima = self.int8_activation_maxima(net, crops())
+        return Int8Backbone(net, batch, size, maxima)
 
     def int8_activation_maxima(self, net, crops):
-        from mlt_plugin.networks.int8 import activation_maxima
-
-        return activation_maxima(net, crops)  # conv1-3's ReLU outputs
+        return conv_activation_maxima(net, crops)  # conv1-3's ReLU outputs
 
 
 class _SameConv(nn.Conv2d):
@@ -213,9 +216,6 @@ class LiteExtractor(Extractor, nn.Module):
 
     def cpu_search_engine(self, net, precision, device, batch, size, crops):
         """On x86 CPUs always OpenVINO, at the tracker's precision: depthwise convolutions are slow in torch."""
-        from mlt_plugin.networks.int8 import int8_supported
-        from mlt_plugin.networks.lite_openvino import LiteOpenVINO  # imported here: it imports this module
-
         if not (precision == "int8" or (device.type == "cpu" and int8_supported())):
             return None
         maxima = net.int8_activation_max
@@ -224,9 +224,7 @@ class LiteExtractor(Extractor, nn.Module):
         return LiteOpenVINO(self, batch, size, precision, maxima=maxima)
 
     def int8_activation_maxima(self, net, crops):
-        from mlt_plugin.networks.lite_openvino import activation_maxima
-
-        return activation_maxima(self, crops)  # the expansion convolutions' inputs
+        return lite_activation_maxima(self, crops)  # the expansion convolutions' inputs
 
 
 # The registry: a new backbone is a class above (or anywhere) and one entry here.
