@@ -47,8 +47,8 @@ def main():
     parser.add_argument("--data", help="data folder (default: $MLT_DATA or ../shared/data)")
     parser.add_argument("--frames", type=int, default=4, help="frames per training trajectory")
     args = parser.parse_args()
-    files = args.weights or [path for extractor in EXTRACTORS.values() for path in extractor.default_files.values()
-                             if Path(path).is_file()]
+    files = args.weights or [extractor.default_files[variant] for extractor in EXTRACTORS.values()
+                             for variant in ("mlt", "mt") if Path(extractor.default_files.get(variant, "")).is_file()]
     crops = training_crops(args.data, args.frames)
     for path in files:
         net = load_matching(path).eval()

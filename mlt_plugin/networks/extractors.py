@@ -7,7 +7,8 @@ A backbone is one class here and one entry in ``EXTRACTORS``; the matching netwo
   package, so weight files hold only what training changed) and ``feature_side(crop side)``;
 - ``forward``: RGB crops (B, 3, H, W) with 0-255 values to features at stride 8. Both give the paper's
   geometry: a 127 px exemplar and a 255 px search region correlate to a 17x17 response;
-- ``default_files``: the shipped weight file per variant ("mlt": 192 channels + meta-learner, "mt": 224);
+- ``default_files``: the shipped weight file per variant ("mlt": 192 channels + meta-learner, "mt": 224,
+  "box": the box head, where one ships);
 - ``trainable_blocks()``: what ``--train-blocks N`` fine-tunes (its last N), empty when none;
 - ``fold_batch_norm()`` for inference, and ``cpu_search_engine(...)``: its fast CPU search forward, or None
   (torch runs it).
@@ -178,7 +179,8 @@ class LiteExtractor(Extractor, nn.Module):
     """EfficientNet-Lite0 blocks 0-10, stride 8 by dilation, ImageNet weights from the package."""
 
     name, channels, pretrained = "lite", 112, True
-    default_files = {"mlt": WEIGHTS_DIR / "lite.safetensors", "mt": WEIGHTS_DIR / "lite_mt.safetensors"}
+    default_files = {"mlt": WEIGHTS_DIR / "lite.safetensors", "mt": WEIGHTS_DIR / "lite_mt.safetensors",
+                     "box": WEIGHTS_DIR / "lite_box.safetensors"}
 
     def __init__(self, load_pretrained=True):
         super().__init__()

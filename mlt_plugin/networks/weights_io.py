@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from mlt_plugin.networks.box_head import BoxHead
 from mlt_plugin.networks.extractors import EXTRACTORS, build_extractor
 from mlt_plugin.networks.int8 import read_calibration
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
@@ -192,3 +193,36 @@ def load_weights(variant: str, path=None, extractor: str = "paper"):
     if meta_learner is not None:
         _load_into(meta_learner, tensors, "meta.", path)
     return matching, meta_learner
+
+
+def save_box_head(path, head: BoxHead, extractor: str, metadata=None):
+    """A box head's weights, fp16, keys 'box.*', with its extractor and width in the metadata."""
+    tensors = {}
+    for name, value in head.state_dict().items():
+        tensors.update(_encode(f"box.{name}", value))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    metadata = {**(metadata or {}), "variant": "box", "extractor": extractor, "channels": head.channels}
+    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+    tmp.replace(path)
+
+
+def load_box_head(path, extractor: str) -> BoxHead:
+    """The box head in ``path`` (None: the shipped one for ``extractor``), checked to be trained on ``extractor``."""
+    if path is None:
+        path = default_file(extractor, "box")
+        if path is None:
+            raise ValueError(f"no box head ships for the {extractor!r} extractor: give params.box_head_weights "
+                             "(trained with `mlt train box`) or use box_estimator='scale_search'")
+    tensors = _read(path)
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("variant") != "box":
+        raise ValueError(f"weights file {path} holds no box head (train one with `mlt train box`)")
+    if metadata.get("extractor") != extractor:
+        raise ValueError(f"box head {path} was trained on the {metadata.get('extractor')!r} extractor, "
+                         f"the parameter set uses {extractor!r}")
+    head = BoxHead(EXTRACTORS[extractor].channels, int(metadata["channels"]))
+    _load_into(head, tensors, "box.", path)
+    return head

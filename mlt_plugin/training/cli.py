@@ -7,15 +7,17 @@ from mlt_plugin.training.datasets import load_source, parse_source_spec
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
-        help="train the backbone (classification), the matching network (eq. 6), MLT-mt, or the meta-learner (eq. 7)",
+        help="train the backbone (classification), the matching network (eq. 6), MLT-mt, the meta-learner (eq. 7) "
+        "or the box head",
         description="Sources are KIND:ROOT[:WEIGHT] (KIND seq: any OTB/VOT/LaSOT/GOT-10k/UAV123/UAVDT/DTB70/DAVIS root; "
         "vid: ILSVRC VID, the ILSVRC2015 folder or a folder under Data/VID; coco: YOLO still images; "
         "tinyimagenet: labelled stills, the tiny-imagenet-200 folder or its train/ (both: the train part) or its val/ "
         "(held-out images for the backbone stage's --val-source)). "
         "Without --source: the training split of ../shared/data (videos only for the meta stage).",
     )
-    parser.add_argument("stage", choices=["backbone", "matching", "mt", "meta"],
-                        help="backbone: conv1-4 classify labelled objects (general features), the --init of matching / mt")
+    parser.add_argument("stage", choices=["backbone", "matching", "mt", "meta", "box"],
+                        help="backbone: conv1-4 classify labelled objects (general features), the --init of matching / mt; "
+                        "box: the box head on the frozen --extractor (box_stage.py)")
     parser.add_argument("--source", action="append", default=[], help="KIND:ROOT[:WEIGHT], repeatable")
     parser.add_argument("--exclude", nargs="*", default=None,
                         help="sequence names never to train on (default with the shared data: the validation split)")
@@ -112,7 +114,7 @@ def run(args):
             val_sources.append(source)
             names = source.trajectories if len(source.trajectories) <= 20 else []
             print(f"validation {kind}:{root}: {len(source.trajectories)} trajectories {' '.join(t.name for t in names)}")
-    iterations = args.iterations or {"meta": 11000, "backbone": 20000}.get(args.stage, 95000)
+    iterations = args.iterations or {"meta": 11000, "backbone": 20000, "box": 5000}.get(args.stage, 95000)
     loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
                  args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,
                  feature_cache=args.feature_cache, cache_frames=args.cache_frames, cache_crops=args.cache_crops,

@@ -22,6 +22,7 @@ from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, Matchi
 from mlt_plugin.networks.meta_learner import MetaLearner
 from mlt_plugin.networks.weights_io import load_matching, load_weights, save_weights
 from mlt_plugin.params import cpu_has_bf16, resolve_device
+from mlt_plugin.training.box_stage import BoxStage
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import ClassificationDataset, CropSampler, EpisodeDataset, PairDataset, class_index
@@ -393,7 +394,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
           search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper", teacher=None, distill_weight=1.0,
           distill="map", train_blocks=0, backbone_lr_factor=0.1):
-    """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
+    """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta | box.
 
     feature_cache: meta stage, and matching stages with ``last_layer_only`` (a frozen extractor), a folder
         for the extractor's feature cache (built once when absent);
@@ -448,6 +449,11 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
         if feature_cache is not None or last_layer_only:
             raise ValueError("--feature-cache and --train-last-layer are not for the backbone stage")
         stage = BackboneStage(device)
+    elif stage_name == "box":
+        if feature_cache is not None or last_layer_only or teacher is not None or train_blocks:
+            raise ValueError("the box stage trains the box head alone on a frozen extractor: no --feature-cache, "
+                             "--train-last-layer, --teacher or --train-blocks")
+        stage = BoxStage(extractor, device)
     elif stage_name in ("matching", "mt"):
         cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
                              workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
@@ -456,7 +462,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
                               cache_options=cache_options, teacher=teacher, distill_weight=distill_weight,
                               distill=distill, train_blocks=train_blocks, backbone_lr_factor=backbone_lr_factor)
     else:
-        raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt or meta")
+        raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt, meta or box")
 
     if crop_cache is not None:
         sources = _built_once(rank, world, lambda build: prepare_crop_cache(crop_cache, sources, workers=workers, build=build))

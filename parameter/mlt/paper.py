@@ -23,7 +23,9 @@ def parameters() -> TrackerParams:
     params.total_stride = geometry.TOTAL_STRIDE
     params.response_upsample = 16  # 17x17 -> 272x272 before the arg-max
 
-    # Search (section 4.1).
+    # Search (section 4.1): the box estimator (mlt_plugin/tracking/box_estimators.py) "scale_search" crops the
+    # search region at every scale and keeps the first frame's aspect ratio; "head" (lite family) regresses the box.
+    params.box_estimator = "scale_search"
     params.scales = (1 / 1.035, 1.0, 1.035)
     params.scale_penalty = 0.97
     params.scale_damping = 0.59  # weight of the new scale in the size update
