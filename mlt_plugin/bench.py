@@ -16,8 +16,8 @@ from mlt_plugin.demo import load_target
 from mlt_plugin.evaluation.running import run_sequence
 from mlt_plugin.evaluation.scoring import score
 from mlt_plugin.networks.extractors import EXTRACTORS
-from mlt_plugin.networks.weights_io import UntrainedWeightsWarning
-from mlt_plugin.params import cpu_has_bf16, parameter_set_names, resolve_device, resolve_precision
+from mlt_plugin.networks.weights_io import UntrainedWeightsWarning, default_file
+from mlt_plugin.params import cpu_has_bf16, load_parameters, parameter_set_names, resolve_device, resolve_precision
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
 
@@ -42,6 +42,12 @@ def _configs(device, models=None):
     mlt = [(f"{family}{suffix} {p}", family + suffix, p) for family in families
            for suffix, family_precisions in (("", precisions), ("_mt", [auto])) for p in family_precisions]
     mlt += [(f"fast {auto}", "fast", auto)]
+    # The box estimator a family does not use by default (the 3-scale search or the box head, where one ships
+    # for it), at auto: both in one run.
+    for family in families:
+        other = "scale_search" if load_parameters(family).box_estimator == "head" else "head"
+        if other == "scale_search" or Path(default_file(family, "box") or "").is_file():
+            mlt.append((f"{family} {other} {auto}", f"{family}@box_estimator={other}", auto))
     configs = [(label, name, {"device": str(device), "precision": p}) for label, name, p in mlt]
     peers = [(label, name, {"models": models}) for name, label in available_peers(models).items()]
     return configs + [("OpenCV MIL", "mil", {})] + peers
