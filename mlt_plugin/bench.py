@@ -1,5 +1,5 @@
-"""`mlt bench`: fps end to end and per stage, and the success AUC of the same frames, for both networks
-(paper, lite) at every precision this device supports, their MLT-mt and the one-scale preset at auto,
+"""`mlt bench`: fps end to end and per stage, and the success AUC of the same frames, for every backbone of
+the registry (paper, lite) at every precision this device supports, their MLT-mt and the one-scale preset at auto,
 OpenCV MIL and the peers (NanoTrack, VitTrack, CSRT where they build), measured side by side in one run."""
 import json
 import resource
@@ -13,9 +13,11 @@ import torch
 
 from mlt_plugin.build import MODELS_HELP, available_peers, build_tracker
 from mlt_plugin.demo import load_target
-from mlt_plugin.evaluation import score
-from mlt_plugin.networks.weights_io import UntrainedWeightsWarning
-from mlt_plugin.params import cpu_has_bf16, resolve_device, resolve_precision
+from mlt_plugin.evaluation.running import run_sequence
+from mlt_plugin.evaluation.scoring import score
+from mlt_plugin.networks.extractors import EXTRACTORS
+from mlt_plugin.networks.weights_io import UntrainedWeightsWarning, default_file
+from mlt_plugin.params import cpu_has_bf16, load_parameters, parameter_set_names, resolve_device, resolve_precision
 from mlt_plugin.sequences import Sequence
 
 STAGES = ("decode", "crop", "forward", "update", "postprocess")
@@ -35,10 +37,18 @@ def _configs(device, models=None):
         else:  # emulated bf16 is many times slower than fp32: not worth timing
             print("  default bf16: skipped, this CPU has no native bf16 (AVX512-BF16 / AMX)", flush=True)
     auto = resolve_precision("auto", device)
-    # Both networks at every precision, their MLT-mt at auto, and the one-scale preset.
-    mlt = [(f"{family}{suffix} {p}", family + suffix, p) for family in ("paper", "lite")
+    # Every backbone's parameter set (named as its extractor) at every precision, its MLT-mt at auto, and the
+    # one-scale preset.
+    families = [name for name in EXTRACTORS if name in parameter_set_names()]
+    mlt = [(f"{family}{suffix} {p}", family + suffix, p) for family in families
            for suffix, family_precisions in (("", precisions), ("_mt", [auto])) for p in family_precisions]
     mlt += [(f"fast {auto}", "fast", auto)]
+    # The box estimator a family does not use by default (the 3-scale search or the box head, where one ships
+    # for it), at auto: both in one run.
+    for family in families:
+        other = "scale_search" if load_parameters(family).box_estimator == "head" else "head"
+        if other == "scale_search" or Path(default_file(family, "box") or "").is_file():
+            mlt.append((f"{family} {other} {auto}", f"{family}@box_estimator={other}", auto))
     configs = [(label, name, {"device": str(device), "precision": p}) for label, name, p in mlt]
     peers = [(label, name, {"models": models}) for name, label in available_peers(models).items()]
     return configs + [("OpenCV MIL", "mil", {})] + peers
@@ -70,6 +80,8 @@ def ping_pong(sequence, length):
 
 
 def bench_one(name, overrides, sequence, frames, device):
+    """One configuration on frames 0..frames+1 in order, through the one run loop, so that the boxes can be
+    scored; frames 0 (initialisation) and 1 warm up, untimed."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tracker = build_tracker(name, **overrides)
@@ -77,29 +89,24 @@ def bench_one(name, overrides, sequence, frames, device):
         torch.cuda.reset_peak_memory_stats(device)
         if hasattr(tracker, "stage_seconds"):
             tracker.update = _synchronized(tracker.update, device)
-    # Frames 1..N of the sequence in order, so that the boxes can be scored; frame 1 warms up, untimed.
-    boxes = [sequence.boxes[0]]
-    tracker.initialize(sequence.frame(0), sequence.boxes[0])
-    boxes.append(tracker.track(sequence.frame(1))["target_bbox"])
-    if hasattr(tracker, "stage_seconds"):
-        tracker.stage_seconds.clear()
-    decode = 0.0
-    started = time.perf_counter()
-    for index in range(2, frames + 2):
-        tic = time.perf_counter()
-        image = sequence.frame(index)
-        decode += time.perf_counter() - tic
-        boxes.append(tracker.track(image)["target_bbox"])
-    total = time.perf_counter() - started
+    clock = {}
+
+    def hook(index, image, box):
+        if index == 1:  # the warm-up frame is done: time from here
+            getattr(tracker, "stage_seconds", {}).clear()
+            clock["start"] = time.perf_counter()
+
+    boxes, seconds, _ = run_sequence(tracker, sequence, frames + 2, hook=hook)
+    total = time.perf_counter() - clock["start"]
     stages = dict(getattr(tracker, "stage_seconds", {}))
-    stages["decode"] = decode
+    stages["decode"] = total - seconds[2:].sum()  # the timed frames' wall time outside the tracker's calls
     row = {
         "config": name,
         "fps": frames / total,
-        "auc": score(np.array(boxes), sequence)["success_auc"],
+        "success_score": score(boxes, sequence)["success_score"],
         "ms_per_frame": {s: 1000 * stages.get(s, 0.0) / frames for s in STAGES},
         "rss_mib": _rss_mib(),
-        "untrained": any(issubclass(w.category, UntrainedWeightsWarning) for w in caught),  # its AUC means nothing
+        "untrained": any(issubclass(w.category, UntrainedWeightsWarning) for w in caught),  # its score means nothing
     }
     if device.type == "cuda":
         row["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -124,7 +131,7 @@ def run_bench(args):
         row = bench_one(name, overrides, sequence, frames, device)
         row["config"] = label
         rows.append(row)
-        untrained = " (untrained weights: its AUC means nothing)" if row["untrained"] else ""
+        untrained = " (untrained weights: its success score means nothing)" if row["untrained"] else ""
         print(f"  {label}: {row['fps']:.1f} fps{untrained}", flush=True)
     base = rows[0]["fps"]
     nano = next((row["fps"] for row in rows if row["config"] == "NanoTrack"), None)  # the fast CPU tracker to beat
@@ -135,7 +142,7 @@ def run_bench(args):
     for row in rows:
         stages = "".join(f"{row['ms_per_frame'][s]:>12.2f}" for s in STAGES)
         ratio = f"{row['fps'] / nano:>12.2f}" if nano else ""
-        print(f"{row['config']:<18}{row['fps']:>8.1f}{row['fps'] / base:>8.2f}{ratio}{row['auc']:>7.3f}{stages}{row['rss_mib']:>9.0f}")
+        print(f"{row['config']:<18}{row['fps']:>8.1f}{row['fps'] / base:>8.2f}{ratio}{row['success_score']:>7.3f}{stages}{row['rss_mib']:>9.0f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the run: {peak:.0f} MiB")
     report = {"sequence": sequence.name, "frames": frames, "device": str(device),

@@ -1,4 +1,4 @@
-"""The `mlt` command: track, eval, train, bench, and toolkit set-up helpers."""
+"""The `mlt` command: track, eval, diagnose, train, bench, and toolkit set-up helpers."""
 import argparse
 import json
 import sys
@@ -13,7 +13,7 @@ from mlt_plugin.params import parameter_set_names
 PARAMETER_SETS = ", ".join(parameter_set_names())
 RESTART_WHY = ("one early loss zeroes a whole one-pass sequence, so on the select half its paired interval "
                "is wide; restarts score every frame and separate losing the target (failures) from the box drawn "
-               "(accuracy), which gave the narrowest paired interval per CPU minute (README, 'Choosing').")
+               "(accuracy), which gave the narrowest paired interval per CPU minute (docs/results.md, 'Choosing').")
 PRECISION_HELP = "search features precision: auto (default: int8 on x86 CPUs, fp16 on CUDA), fp32, int8, bf16, fp16"
 
 
@@ -52,7 +52,8 @@ def run_track(args):
 
     from mlt_plugin.build import build_tracker
     from mlt_plugin.demo import load_target
-    from mlt_plugin.evaluation import run_sequence, score
+    from mlt_plugin.evaluation.running import run_sequence
+    from mlt_plugin.evaluation.scoring import score
 
     sequence = load_target(args.path)
     if args.box:
@@ -71,7 +72,7 @@ def run_track(args):
                                     sequence.fps or 30.0)
 
     started = time.perf_counter()
-    boxes, seconds = run_sequence(tracker, sequence, count, on_frame=on_frame)
+    boxes, seconds, _ = run_sequence(tracker, sequence, count, hook=on_frame)
     total = time.perf_counter() - started
     progress.close()
     if "writer" in video:
@@ -80,7 +81,7 @@ def run_track(args):
           f"{count / max(seconds.sum(), 1e-9):.1f} fps tracker only ({tracker.device})")
     if np.isfinite(sequence.boxes[1:count]).all(1).any():
         result = score(boxes, sequence)
-        print(f"success AUC {result['success_auc']:.3f}   precision@20px {result['precision_20']:.3f}")
+        print(f"success AUC {result['success_score']:.3f}   precision@20px {result['precision_score']:.3f}")
     if args.out:
         np.savetxt(args.out, boxes, fmt="%.2f", delimiter=",")
         print(f"boxes written to {args.out}")
@@ -148,8 +149,9 @@ def _add_eval(subparsers):
 
 
 def run_eval(args):
-    from mlt_plugin import evaluation
     from mlt_plugin.build import available_peers, parse_variant
+    from mlt_plugin.evaluation import report, scoring, statistics
+    from mlt_plugin.evaluation.running import TrackerSpec, run
     from mlt_plugin.files import write_text_atomic
     from mlt_plugin.params import load_parameters
     from mlt_plugin.sequences import load_sequences
@@ -163,30 +165,75 @@ def run_eval(args):
     if not sequences:
         raise ValueError(f"no sequences found in {args.paths}")
     overrides = {"device": args.device, "weights": args.weights, "precision": args.precision}
-    trackers = [evaluation.TrackerSpec(name, name, {k: v for k, v in overrides.items() if v}) for name in args.params]
-    trackers += [evaluation.TrackerSpec("mil", "mil")] if args.mil else []
+    trackers = [TrackerSpec(name, name, {k: v for k, v in overrides.items() if v}) for name in args.params]
+    trackers += [TrackerSpec("mil", "mil")] if args.mil else []
     if args.peers:  # checked here, before the run: a peer that cannot be built is left out with one line
         models = {"models": args.models} if args.models else {}
-        trackers += [evaluation.TrackerSpec(label, name, models) for name, label in available_peers(args.models).items()]
+        trackers += [TrackerSpec(label, name, models) for name, label in available_peers(args.models).items()]
     frames = f"first{args.frames}" if args.frames else "all"
     restart = args.protocol == "restart"
     result_dir = Path(args.out) / "results" / (f"restart-{frames}" if restart else frames)
-    results = evaluation.run(trackers, sequences, result_dir, args.starts, args.workers, args.shard, args.frames,
-                             protocol=args.protocol, temporal_starts=args.temporal_starts)
+    results = run(trackers, sequences, result_dir, args.starts, args.workers, args.shard, args.frames,
+                  protocol=args.protocol, temporal_starts=args.temporal_starts)
     if args.shard:
         print(f"shard done; run again without --shard (same --out) once every shard's results are in {result_dir}")
         return 0
-    perf = (evaluation.restart_performance if restart else evaluation.performance)(results, sequences)
-    print((evaluation.restart_table if restart else evaluation.table)(perf))
+    perf = (scoring.restart_performance if restart else scoring.performance)(results, sequences)
+    print((report.restart_table if restart else report.table)(perf))
     if len(perf) > 1:
-        print(evaluation.differences(perf, args.protocol))  # also stored in the JSON as overall["paired_difference"]
+        print(statistics.differences(perf, args.protocol))  # also stored in the JSON as overall["paired_difference"]
     if restart:
         path = Path(args.out) / "restart.json"
         write_text_atomic(path, json.dumps(perf, indent=1))
         print(f"report: {path}")
     else:
-        path = evaluation.report(perf, args.out, "OPE", "results.json")
+        path = report.report(perf, args.out, "OPE", "results.json")
         print(f"report: {path} (+ success_plots.png, precision_plots.png, norm_precision_plots.png)")
+
+
+def _add_diagnose(subparsers):
+    parser = subparsers.add_parser(
+        "diagnose", help="what the meta-learner does while tracking: its updates and the memory gate, per start",
+        description="Tracks PATHS (default: the select half of the validation split) with each parameter set, "
+        "prints per start the memory's and each gate measure's share of low-IoU frames (with --updates every meta "
+        "update's numbers; mlt_plugin/diagnose.py says which), then the success table of `mlt eval`.")
+    parser.add_argument("paths", nargs="*", help="sequence folders")
+    parser.add_argument("--params", nargs="+", default=["default"],
+                        help="parameter sets, NAME[@key=value,...] (e.g. default@confidence=psr, default@weights=FILE)")
+    parser.add_argument("--temporal-starts", type=int, default=0, help="J more starts per sequence (OTB's TRE)")
+    parser.add_argument("--frames", type=int, help="only the first N frames of each sequence")
+    parser.add_argument("--updates", action="store_true", help="print every meta update's numbers")
+    parser.add_argument("--precision", default="fp32", help="search features precision (default: fp32, the reference)")
+    parser.add_argument("--json", help="write every start's numbers and updates to this file")
+    parser.set_defaults(func=run_diagnose)
+
+
+def run_diagnose(args):
+    from mlt_plugin.diagnose import UpdateReport
+    from mlt_plugin.evaluation import report, running, scoring, starts
+    from mlt_plugin.sequences import load_sequences
+    from mlt_plugin.training.split import validation_sequences
+
+    paths = args.paths
+    sequences = [s for path in paths for s in load_sequences(path)] if paths else validation_sequences(half="select")
+    hooks = []  # (tracker name, sequence, start, its hook) per item, in the runner's order
+
+    def hook(name, sequence, start, tracker):
+        hooks.append((name, sequence, start, UpdateReport(tracker, sequence.boxes, args.updates)))
+        return hooks[-1][-1]
+
+    specs = [running.TrackerSpec(name, name, {"device": "cpu", "precision": args.precision}) for name in args.params]
+    results = running.run(specs, sequences, max_frames=args.frames, temporal_starts=args.temporal_starts, hook=hook)
+    ids, details = starts.start_ids(1, args.temporal_starts), {}
+    for name, sequence, start, item in hooks:
+        boxes = results[name][sequence.name][ids.index(start)][0]
+        summary = {"success_score": scoring.score(boxes, sequence)["success_score"], **item.summary(boxes)}
+        print(f"{name} {sequence.name} from frame {item.first}: "
+              + ", ".join(f"{k} {np.round(v, 3).tolist()}" for k, v in summary.items()))
+        details.setdefault(name, {}).setdefault(sequence.name, []).append({**summary, "updates": item.updates})
+    print(report.table(scoring.performance(results, sequences)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(details, indent=1))
 
 
 def build_parser():
@@ -198,6 +245,7 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_track(subparsers)
     _add_eval(subparsers)
+    _add_diagnose(subparsers)
     for module in (train_cli, bench, vot_setup, pytracking_install):
         module.add_parser(subparsers)
     return parser

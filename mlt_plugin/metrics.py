@@ -136,6 +136,17 @@ def average_overlap(ious) -> float:
     return float(ious.mean())
 
 
+def location_and_size_errors(boxes, ground_truth):
+    """Where a track loses AUC: the centre error in ground-truth box sizes (sqrt(w h)) and the size error
+    |log(sqrt(w h) / sqrt(w_gt h_gt))| (0.1: 10 % too large or small), each the mean over the frames."""
+    boxes, ground_truth = np.asarray(boxes, dtype=float), np.asarray(ground_truth, dtype=float)
+    if not len(boxes):
+        return 0.0, 0.0
+    side = np.sqrt(np.prod(np.maximum(ground_truth[:, 2:], 1e-6), 1))
+    size = np.abs(np.log(np.sqrt(np.prod(np.maximum(boxes[:, 2:], 1e-6), 1)) / side))
+    return float(np.mean(center_error(boxes, ground_truth) / side)), float(np.mean(size))
+
+
 def sequence_errors(pred, gt, valid=None, first_frame_gt: bool = True):
     """Per-frame IoU, centre error and normalised centre error of one sequence, invalid frames as failures.
 
@@ -166,7 +177,9 @@ def sequence_errors(pred, gt, valid=None, first_frame_gt: bool = True):
 
 
 def ope_summary(pred, gt, valid=None, first_frame_gt: bool = True) -> dict:
-    """All OPE numbers of one sequence: curves, success AUC, precision@20, normalised precision, AO."""
+    """All OPE numbers of one sequence, in got10k's names: the curves, ``success_score`` (the success AUC),
+    ``precision_score`` (precision@20), ``normalized_precision_score``, ``success_rate`` (IoU > 0.5) and
+    ``average_overlap`` (AO)."""
     ious, errors, norm_errors = sequence_errors(pred, gt, valid, first_frame_gt)
     succ = success_curve(ious)
     prec = precision_curve(errors)
@@ -175,9 +188,10 @@ def ope_summary(pred, gt, valid=None, first_frame_gt: bool = True) -> dict:
         "success_curve": succ,
         "precision_curve": prec,
         "normalized_precision_curve": norm,
-        "success_auc": auc(succ),
-        "precision_20": float(prec[20]),
-        "normalized_precision": auc(norm),
+        "success_score": auc(succ),
+        "precision_score": float(prec[20]),
+        "normalized_precision_score": auc(norm),
+        "success_rate": float(succ[10]),
         "average_overlap": average_overlap(np.clip(ious, 0, None)),
         "frames": int(len(ious)),
     }

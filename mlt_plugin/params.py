@@ -73,7 +73,7 @@ PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 def resolve_precision(name, device: torch.device) -> str:
     """The precision of the per-frame search backbone. 'auto': fp16 on CUDA; int8 on x86 CPUs with
-    OpenVINO (both networks: it kept the select half's mean AUC within 0.01 of fp32, see the README);
+    OpenVINO (both networks: it kept the select half's mean AUC within 0.01 of fp32, docs/results.md);
     else fp32."""
     from mlt_plugin.networks.int8 import int8_supported
 
@@ -93,16 +93,23 @@ def resolve_precision(name, device: torch.device) -> str:
 
 
 def load_parameters(name: str = "default") -> TrackerParams:
-    """Build the parameter set ``parameter/mlt/<name>.py``."""
+    """Build the parameter set ``parameter/mlt/<name>.py``, or the one an alias names (``ALIASES`` in
+    parameter/mlt/__init__.py), with ``name`` set to the alias."""
     names = parameter_set_names()
     if name not in names:
         raise ValueError(f"unknown parameter set {name!r}; choose one of {', '.join(names)}")
     with _own_parameter_package():
-        return importlib.import_module(f"parameter.mlt.{name}").parameters()
+        module = importlib.import_module("parameter.mlt")
+        params = importlib.import_module(f"parameter.mlt.{module.ALIASES.get(name, name)}").parameters()
+    params.name = name
+    return params
 
 
 def parameter_set_names() -> list:
-    return sorted(p.stem for p in (PARAMETER_DIR / "mlt").glob("*.py") if p.stem != "__init__")
+    """Every set a user can name: the files of parameter/mlt/ and the aliases."""
+    with _own_parameter_package():
+        aliases = importlib.import_module("parameter.mlt").ALIASES
+    return sorted([p.stem for p in (PARAMETER_DIR / "mlt").glob("*.py") if p.stem != "__init__"] + list(aliases))
 
 
 def _ours(module) -> bool:

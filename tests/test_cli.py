@@ -1,5 +1,6 @@
 """The `mlt` command as a user runs it."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def test_eval_compares_trackers_and_writes_a_report(shared_data, tmp_path, capsy
 
 
 def test_eval_starts_report_the_spread_and_compose_with_workers(shared_data, tmp_path, capsys):
-    from mlt_plugin.evaluation import SRE_STARTS, start_box
+    from mlt_plugin.evaluation.starts import SRE_STARTS, start_box
 
     box = np.array([10.0, 20.0, 40.0, 20.0])
     assert np.allclose(start_box(box, 0), box)
@@ -114,7 +115,21 @@ def test_bench_times_every_configuration_by_stage(tmp_path, quiet_untrained):
     assert ("paper int8" in configs) == ("lite int8" in configs) == int8_supported()
     for row in report["rows"]:
         assert row["fps"] > 0 and set(row["ms_per_frame"]) == {"decode", "crop", "forward", "update", "postprocess"}
-        assert 0 <= row["auc"] <= 1
+        assert 0 <= row["success_score"] <= 1
+
+
+def test_diagnose_reports_updates_and_scores_as_eval(shared_data, tmp_path, capsys, one_thread):
+    """`mlt diagnose` is a hook on the run loop: its success score is the one `mlt eval` gives the same frames
+    (stored by tests/test_same_numbers.py), and every meta update (T = 10) is reported."""
+    stored = json.loads((Path(__file__).parent / "data" / "eval_numbers.json").read_text())
+    out = tmp_path / "diagnose.json"
+    assert main(["diagnose", str(shared_data / "otb" / "Bird2"), "--params", "paper", "--frames", "25",
+                 "--json", str(out)]) == 0
+    (run,) = json.loads(out.read_text())["paper"]["Bird2"]
+    assert run["success_score"] == pytest.approx(stored["one-pass"]["paper"]["Bird2"]["success_score"], abs=1e-9)
+    assert [u["frame"] for u in run["updates"]] == [9, 19]  # 0-based frames 9 and 19: t = 10, 20
+    assert {"delta_rms", "attention_base", "attention_target", "saturated", "target_share", "memory_low"} <= set(run["updates"][0])
+    assert 0 < run["stored"] <= 24 and "gate_psr" in run and "paper AUC" in capsys.readouterr().out
 
 
 def test_data_folder_is_set_from_the_command_line(tmp_path, capsys):

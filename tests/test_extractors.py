@@ -66,5 +66,5 @@ def test_openvino_fp32_matches_torch_and_int8_needs_its_ranges(lite):
     maxima = activation_maxima(lite.backbone, torch.from_numpy(crops).permute(0, 3, 1, 2))
     assert maxima.shape == (10,) and (maxima > 0).all()
     quantised = LiteOpenVINO(lite.backbone, batch=2, size=127, precision="int8", maxima=maxima)(crops)
-    # int8 rounding of depthwise weights costs ~20 % relative feature error (README); it must stay an approximation.
+    # int8 rounding of depthwise weights costs ~20 % relative feature error (docs/results.md); it must stay an approximation.
     assert torch.nn.functional.cosine_similarity(quantised.flatten(), expected.flatten(), dim=0) > 0.9

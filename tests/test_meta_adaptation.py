@@ -129,8 +129,8 @@ def test_relative_gate_rejects_a_frame_without_the_target():
     assert old.last_gate == pytest.approx(result["object_presence_score"])
 
 
-def test_diagnose_tells_a_wrong_position_from_a_wrong_size():
-    from mlt_plugin.diagnose import location_and_size_errors
+def test_location_and_size_errors_tell_a_wrong_position_from_a_wrong_size():
+    from mlt_plugin.metrics import location_and_size_errors
 
     truth = np.array([[10.0, 10.0, 20.0, 20.0], [10.0, 10.0, 20.0, 20.0]])
     shifted = truth + [20.0, 0.0, 0.0, 0.0]  # one target size to the right, right size

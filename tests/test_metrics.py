@@ -59,8 +59,8 @@ def test_sequence_errors_invalid_frames_fail_and_stay_in_denominator():
     np.testing.assert_allclose(ious, [1.0, 1.0, -1.0, -1.0])  # frame 0 replaced by the ground truth
     assert errors[2] == np.inf and errors[3] == np.inf and norm[3] == np.inf
     summary = metrics.ope_summary(pred, gt, valid)
-    assert summary["success_auc"] == pytest.approx(0.5 * 20 / 21)  # 2 of 4 frames succeed below IoU 1
-    assert summary["precision_20"] == 0.5 and summary["frames"] == 4
+    assert summary["success_score"] == pytest.approx(0.5 * 20 / 21)  # 2 of 4 frames succeed below IoU 1
+    assert summary["precision_score"] == 0.5 and summary["frames"] == 4
     # An invalid prediction row takes the previous one.
     ious, _, _ = metrics.sequence_errors(pred, gt)
     assert ious[3] == pytest.approx(1.0)
@@ -89,7 +89,7 @@ def test_agrees_with_got10k():
 def test_paired_difference_interval_over_sequences():
     """The paired bootstrap: the mean of per-sequence differences, an interval around it that collapses when
     every sequence differs alike and widens when one sequence carries the whole difference."""
-    from mlt_plugin.evaluation import differences, paired_difference
+    from mlt_plugin.evaluation.statistics import differences, paired_difference
 
     def perf(a, b):
         return {name: {"overall": {}, "seq_wise": {f"s{i}": {"success_score": v} for i, v in enumerate(values)}}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlt_plugin.evaluation import tracker_name
+from mlt_plugin.evaluation.running import tracker_name
 from mlt_plugin.params import load_parameters, parameter_set_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,10 +32,10 @@ def test_parameter_set_loads(name):
 
 
 def _default_weight_file(params) -> Path:
-    from mlt_plugin.networks.weights_io import DEFAULT_FILES
+    from mlt_plugin.networks.weights_io import default_file
 
     # the tracker's rule (mlt_plugin/tracking/tracker.py): only MLT proper has a meta-learner
-    return DEFAULT_FILES[(params.extractor, "mlt" if params.update == "meta" else "mt")]
+    return default_file(params.extractor, "mlt" if params.update == "meta" else "mt")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -135,3 +135,19 @@ def test_bench_runs_both_networks(monkeypatch):
     for family in ("paper", "lite"):
         assert configs[f"{family} fp32"] == (family, {"device": "cpu", "precision": "fp32"})
         assert configs[f"{family} {auto}"][0] == family and configs[f"{family}_mt {auto}"][0] == f"{family}_mt"
+
+
+def test_aliases_load_their_family_under_their_own_name():
+    from parameter.mlt import ALIASES
+
+    for alias, target in ALIASES.items():
+        params, family = load_parameters(alias), load_parameters(target)
+        assert params.name == alias and vars(params) == {**vars(family), "name": alias}
+
+
+def test_every_parameter_the_tracker_reads_can_be_overridden(quiet_untrained):
+    """The documented override of the gate: every key the tracker reads is declared, so '@' accepts it."""
+    from mlt_plugin import build_tracker
+
+    tracker = build_tracker("default@confidence=probability,num_threads=2", device="cpu")
+    assert (tracker.params.name, tracker.params.confidence, tracker.params.num_threads) == ("default", "probability", 2)

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from mlt_plugin import evaluation, metrics
+from mlt_plugin import metrics
+from mlt_plugin.evaluation import running, scoring
+from mlt_plugin.evaluation.results import load_result
 from mlt_plugin.cli import main
 from mlt_plugin.sequences import Sequence, load_sequences
 
@@ -46,7 +48,7 @@ def _generated(frames=40, hidden=()):
 def test_restart_policy_reinitialises_five_frames_after_a_failure_on_a_visible_target(tmp_path):
     sequence = _generated(40, hidden=[15])
     tracker = Scripted(sequence.boxes, lose={10, 30})
-    results = evaluation.run([tracker], [sequence], tmp_path, protocol="restart", log=lambda *_: None)
+    results = running.run([tracker], [sequence], tmp_path, protocol="restart", log=lambda *_: None)
     boxes, seconds, states = results["Scripted"]["generated"][0]
     # Failure on 10; 15 (5 later) has no visible target, so the next initialisation is on 16; failure on 30, init 35.
     assert tracker.inits == [0, 16, 35]
@@ -56,7 +58,7 @@ def test_restart_policy_reinitialises_five_frames_after_a_failure_on_a_visible_t
     assert np.isnan(boxes[states != metrics.TRACKED]).all() and np.isfinite(boxes[states == metrics.TRACKED]).all()
     assert (seconds[states == metrics.SKIPPED] == 0).all()
     # The saved trajectory reads back the same (resume), in vot-toolkit's text format.
-    saved = evaluation.load_result(tmp_path, "Scripted", sequence, protocol="restart")
+    saved = load_result(tmp_path, "Scripted", sequence, protocol="restart")
     np.testing.assert_array_equal(saved[2], states)
     np.testing.assert_allclose(saved[0], boxes.round(3))
     lines = (tmp_path / "Scripted" / "generated.txt").read_text().splitlines()
@@ -93,8 +95,8 @@ def test_restart_numbers_match_vot_toolkit_analysis(shared_data, tmp_path):
 
     sequence = load_sequences(shared_data / "vot" / "bolt1")[0]
     tracker = Scripted(sequence.boxes, lose={25, 60, 61, 62, 67, 150})  # 67: lost again right after a restart
-    results = evaluation.run([tracker], [sequence], tmp_path / "r", protocol="restart", log=lambda *_: None)
-    perf = evaluation.restart_performance(results, [sequence])["Scripted"]
+    results = running.run([tracker], [sequence], tmp_path / "r", protocol="restart", log=lambda *_: None)
+    perf = scoring.restart_performance(results, [sequence])["Scripted"]
     ours = perf["seq_wise"]["bolt1"]
     assert ours["failures"] == 4  # 60's restart is on 65, so 61 and 62 are skipped
 
@@ -132,21 +134,21 @@ def test_eao_curve_equals_vot_toolkit_on_random_segments():
 def test_temporal_starts_initialise_later_and_score_from_there(tmp_path):
     sequence = _generated(40)
     tracker = Scripted(sequence.boxes, frame_of=lambda image, box: image[0, 0, 0])
-    results = evaluation.run([tracker], [sequence], tmp_path, starts=2, temporal_starts=2, log=lambda *_: None)
+    results = running.run([tracker], [sequence], tmp_path, starts=2, temporal_starts=2, log=lambda *_: None)
     assert tracker.inits == [0, 0, 20, 10]  # exact box, one SRE start, half-way, a quarter in
     runs = results["Scripted"]["generated"]
     boxes = runs[2][0]
     assert np.isnan(boxes[:20]).all() and np.isfinite(boxes[20:]).all()
     assert (tmp_path / "Scripted" / "generated_tre1.txt").is_file()
-    expected = metrics.ope_summary(boxes[20:], sequence.boxes[20:])["success_auc"]
-    assert evaluation.score(boxes, sequence)["success_auc"] == pytest.approx(expected)
-    perf = evaluation.performance(results, [sequence])["Scripted"]
+    expected = metrics.ope_summary(boxes[20:], sequence.boxes[20:])["success_score"]
+    assert scoring.score(boxes, sequence)["success_score"] == pytest.approx(expected)
+    perf = scoring.performance(results, [sequence])["Scripted"]
     assert perf["seq_wise"]["generated"]["starts"] == 4
     assert perf["seq_wise"]["generated"]["frames"] == 40 + 40 + 20 + 30
     with pytest.raises(ValueError, match="restart protocol"):
-        evaluation.run([tracker], [sequence], protocol="restart", temporal_starts=1)
+        running.run([tracker], [sequence], protocol="restart", temporal_starts=1)
     with pytest.raises(ValueError, match="--temporal-starts"):
-        evaluation.run([tracker], [sequence], temporal_starts=99)
+        running.run([tracker], [sequence], temporal_starts=99)
 
 
 def test_the_same_eval_twice_gives_identical_numbers(shared_data, tmp_path, capsys):

@@ -100,7 +100,7 @@ def test_search_region_does_not_drift_from_a_clamped_size(tracker, monkeypatch, 
     tracker.initialize(noise(32, 40), box)
     middle = tracker.params.response_upsample * 17 // 2
     # Force the smallest / largest scale at every frame, peak in the middle: the size stays clamped.
-    monkeypatch.setattr(tracker, "_locate", lambda logits: (best, (middle, middle), 0.9))
+    monkeypatch.setattr(tracker.box_estimator, "_locate", lambda logits: (best, (middle, middle), 0.9))
     for seed in range(4):
         assert_sane(tracker.track(noise(32, 40, seed)), tracker)
     assert tracker.size.tolist() == size  # params.min_size, 10x the frame
@@ -120,7 +120,7 @@ def test_target_leaving_the_frame_gives_a_low_presence_score(tracker, monkeypatc
     # A trained network following the target out of view puts the peak outside the frame: simulate
     # that peak (bottom-right of the response, probability 0.9) without trained weights.
     corner = tracker.params.response_upsample * 17 - 1
-    monkeypatch.setattr(tracker, "_locate", lambda logits: (1, (corner // 2, corner), 0.9))
+    monkeypatch.setattr(tracker.box_estimator, "_locate", lambda logits: (1, (corner // 2, corner), 0.9))
     for seed in range(3):
         out = tracker.track(noise(32, 40, seed))
         assert_sane(out, tracker)

@@ -8,6 +8,7 @@ import torch
 from mlt_plugin import MLT, load_parameters
 from mlt_plugin.demo import demo_sequence
 from mlt_plugin.networks import weights_io
+from mlt_plugin.networks.extractors import PaperExtractor
 from mlt_plugin.sequences import load_sequence
 from mlt_plugin.tracking.memory import ContextMemory, ContextPatch, response_entropy
 
@@ -154,14 +155,15 @@ def test_shipped_weights_track_a_real_sequence(shared_data):
     them. Slow starts (Dog1, Jogging, Bird2) do not tell trained from untrained weights: untrained score
     as high there."""
     from mlt_plugin import build_tracker
-    from mlt_plugin.evaluation import run_sequence, score
+    from mlt_plugin.evaluation.running import run_sequence
+    from mlt_plugin.evaluation.scoring import score
 
     sequence = load_sequence(shared_data / "dtb70" / "MountainBike6")
     with warnings.catch_warnings():
         warnings.simplefilter("error", weights_io.UntrainedWeightsWarning)  # these must be the trained weights
         tracker = build_tracker("default", device="cpu")
-    boxes, _ = run_sequence(tracker, sequence, max_frames=50)
-    assert score(boxes, sequence)["success_auc"] > 0.4
+    boxes, _, _ = run_sequence(tracker, sequence, max_frames=50)
+    assert score(boxes, sequence)["success_score"] > 0.4
 
 
 def test_box_size_follows_the_target_scale():
@@ -169,15 +171,15 @@ def test_box_size_follows_the_target_scale():
     with the shipped weights). With the scale penalty on probabilities the width never changed at all:
     a saturated unit-scale peak could not be beaten by another scale (issue 11)."""
     from mlt_plugin import build_tracker
-    from mlt_plugin.evaluation import run_sequence
+    from mlt_plugin.evaluation.running import run_sequence
 
     sequence = demo_sequence(num_frames=80)
-    boxes, _ = run_sequence(build_tracker("default", device="cpu"), sequence)
+    boxes, _, _ = run_sequence(build_tracker("default", device="cpu"), sequence)
     assert np.corrcoef(np.asarray(boxes)[:, 2], sequence.boxes[:, 2])[0, 1] > 0.35
 
 
 def test_untrained_weights_are_announced(tmp_path, monkeypatch):
-    monkeypatch.setitem(weights_io.DEFAULT_FILES, ("paper", "mlt"), tmp_path / "absent.safetensors")
+    monkeypatch.setitem(PaperExtractor.default_files, "mlt", tmp_path / "absent.safetensors")
     with pytest.warns(weights_io.UntrainedWeightsWarning, match="UNTRAINED"):
         MLT(load_parameters("paper"))
 
@@ -216,13 +218,12 @@ def test_int8_is_calibrated_once_per_tracker(demo, tmp_path, monkeypatch):
     """Shipped weights bring their ranges; a file without a calibration file is calibrated on the first
     sequence only, and every later initialize (VOT's re-initialisations) reuses the same int8 network."""
     from mlt_plugin.networks.int8 import int8_supported
-    from mlt_plugin.tracking import tracker as tracker_module
 
     if not int8_supported():
         pytest.skip("int8 needs OpenVINO on an x86 CPU")
     calls = []
-    original = tracker_module.activation_maxima
-    monkeypatch.setattr(tracker_module, "activation_maxima", lambda *a: calls.append(1) or original(*a))
+    original = PaperExtractor.int8_activation_maxima
+    monkeypatch.setattr(PaperExtractor, "int8_activation_maxima", lambda *a: calls.append(1) or original(*a))
     params = load_parameters("paper_mt")
     params.precision = "int8"
     shipped = MLT(params)
@@ -230,7 +231,7 @@ def test_int8_is_calibrated_once_per_tracker(demo, tmp_path, monkeypatch):
     assert calls == [] and shipped.search_engine is not None
 
     path = tmp_path / "copy.safetensors"
-    path.write_bytes(weights_io.DEFAULT_FILES[("paper", "mt")].read_bytes())  # the same weights, no calibration file
+    path.write_bytes(weights_io.default_file("paper", "mt").read_bytes())  # the same weights, no calibration file
     params = load_parameters("paper_mt")
     params.precision, params.weights = "int8", str(path)
     tracker = MLT(params)

@@ -14,7 +14,7 @@ import torch
 
 from mlt_plugin.cli import main
 from mlt_plugin.networks import MatchingNetwork, save_weights
-from mlt_plugin.networks.weights_io import load_matching, load_weights
+from mlt_plugin.networks.weights_io import load_box_head, load_matching, load_weights
 from mlt_plugin.sequences import read_boxes
 from mlt_plugin.training.crop_cache import CROP_SIZE, prepare_crop_cache
 from mlt_plugin.training.datasets import load_source, load_vid, parse_source_spec
@@ -271,11 +271,11 @@ def _final_state(out):
     return torch.load(out / "checkpoint.pt", weights_only=False)
 
 
-@pytest.mark.parametrize("stage", ["matching", "meta"])
+@pytest.mark.parametrize("stage", ["matching", "meta", "box"])
 def test_resume_continues_exactly(stage, tiny_source, matching_weights, tmp_path):
     source = ["--source", f"seq:{tiny_source.root}"]
-    extra = ["--matching-weights", str(matching_weights), "--feature-cache", str(tmp_path / "fc"),
-             "--cache-frames", "3"] if stage == "meta" else []
+    extra = {"meta": ["--matching-weights", str(matching_weights), "--feature-cache", str(tmp_path / "fc"),
+                      "--cache-frames", "3"], "box": ["--extractor", "lite"]}.get(stage, [])
     _train_cli([stage, *source, *extra, "--out", str(tmp_path / "whole"), "--iterations", "4"])
     _train_cli([stage, *source, *extra, "--out", str(tmp_path / "halves"), "--iterations", "2"])
     _train_cli([stage, *source, *extra, "--out", str(tmp_path / "halves"), "--iterations", "4", "--resume"])
@@ -287,6 +287,10 @@ def test_resume_continues_exactly(stage, tiny_source, matching_weights, tmp_path
     # A resumed run takes the --lr it is given (a step decay).
     _train_cli([stage, *source, *extra, "--out", str(tmp_path / "halves"), "--iterations", "5", "--resume", "--lr", "1e-5"])
     assert [g["lr"] for g in _final_state(tmp_path / "halves")["optimizer"]["param_groups"]] == [1e-5]
+    if stage == "box":  # the tracker's head file, fp16
+        head = load_box_head(tmp_path / "whole" / "box.safetensors", "lite")
+        for key, value in head.state_dict().items():
+            assert torch.allclose(value.float(), whole["model"][key].float().half().float()), key
     if stage == "meta":  # the tracker's weight file: matching + meta-learner
         matching, meta = load_weights("mlt", tmp_path / "whole" / "mlt.safetensors")
         trained = whole["model"]["layers.0.weight"]  # stored as int8 rows: within half a step of max|row| / 127
@@ -538,9 +542,10 @@ def test_distractor_pairs_label_the_target_where_it_lies(still_source):
     red = next(t for t in still_source.trajectories if t.name == "two#0")
     dataset = PairDataset([still_source], 1, **_exact(negative=0.0, distractor=1.0))
     rng = np.random.default_rng(0)
-    z, center = dataset._distractor_crop(rng, red.frame(0), red.boxes[0], dataset.same_image[str(red.frames[0])])
+    z, center, size = dataset._distractor_crop(rng, red.frame(0), red.boxes[0], dataset.same_image[str(red.frames[0])])
     assert (z[127, 127] == [0, 255, 0]).all()  # centred on the green square (RGB)
     assert center.tolist() == pytest.approx([-30 * 127 / 80 / 8, -60 * 127 / 80 / 8])  # image px -> cells
+    assert size.tolist() == pytest.approx([red.boxes[0][3] * 127 / 80, red.boxes[0][2] * 127 / 80])  # (h, w) in z
     cy, cx = 127 + center * 8
     assert (z[int(round(cy)), int(round(cx))] == [255, 0, 0]).all()  # RGB red at the labelled centre
 
@@ -549,7 +554,7 @@ def test_hard_still_pairs_paste_the_target_on_another_background(still_source):
     yellow = next(t for t in still_source.trajectories if t.name == "other#0")
     dataset = PairDataset([still_source], 1, **_exact(paste=1.0, occlude=0.0))
     for seed in range(4):
-        z, center = dataset._hard_still_crop(np.random.default_rng(seed), yellow.frame(0), yellow.boxes[0])
+        z, center, _ = dataset._hard_still_crop(np.random.default_rng(seed), yellow.frame(0), yellow.boxes[0])
         assert (center == 0).all() and (z[127, 127] == [255, 255, 0]).all()  # the target, at the centre
         assert not (z[5, 5] == [255, 255, 255]).all()  # but not its own white background around it
 

@@ -51,10 +51,10 @@ def test_wheel_installs_outside_the_checkout_and_tracks_with_every_parameter_set
     from mlt_plugin.params import parameter_set_names
     assert sorted(lines) == sorted(parameter_set_names())
     # Every set with a shipped weight file in the checkout has it in the wheel too.
-    from mlt_plugin.networks.weights_io import DEFAULT_FILES
+    from mlt_plugin.networks.weights_io import default_file
     from mlt_plugin.params import load_parameters
     for name, line in lines.items():
         params = load_parameters(name)
         variant = "mlt" if params.update == "meta" else "mt"
-        shipped = DEFAULT_FILES[(params.extractor, variant)].is_file()
+        shipped = default_file(params.extractor, variant).is_file()
         assert (line.split()[-1] == "UNTRAINED") != shipped, (name, line)

@@ -474,7 +474,7 @@ def test_pytracking_install_files(tmp_path):
 def test_mlt_eval_got10k_and_lasot_score_identical_boxes_identically(shared_data, tmp_path):
     """Dog's first 12 frames in OTB, UAV123 (native configSeqs.m) and LaSOT layouts, with frames 5-6
     unannotated (NaN lines; LaSOT: full occlusion). One drifting tracker, four runners, one number."""
-    from mlt_plugin import evaluation
+    from mlt_plugin.evaluation import running, scoring
     from mlt_plugin.sequences import load_sequence, load_sequences
     from tracker_wrappers.got10k import make_experiment
     from tracker_wrappers.lasot import ExperimentLaSOT
@@ -501,8 +501,8 @@ def test_mlt_eval_got10k_and_lasot_score_identical_boxes_identically(shared_data
     (tmp_path / "lasot" / "dog" / "dog-1" / "full_occlusion.txt").write_text(",".join(map(str, occluded)))
 
     scores = {}
-    results = evaluation.run([RecordingTracker()], load_sequences(tmp_path / "otb"), tmp_path / "eval")  # mlt eval
-    scores["mlt eval"] = evaluation.performance(results, load_sequences(tmp_path / "otb"))["Drift"]
+    results = running.run([RecordingTracker()], load_sequences(tmp_path / "otb"), tmp_path / "eval")  # mlt eval
+    scores["mlt eval"] = scoring.performance(results, load_sequences(tmp_path / "otb"))["Drift"]
     for kind in ("otb", "uav123"):
         experiment = make_experiment(kind, str(tmp_path / ("otb" if kind == "otb" else "uav")), str(tmp_path / "r"),
                                      str(tmp_path / "p"))

@@ -1,19 +1,21 @@
-"""Store a weight file's int8 activation ranges beside it (NAME.int8.json), from training crops (issue 22).
+"""Store a weight file's int8 activation ranges beside it (NAME.int8.json), from training crops.
 
-    python tools/calibrate_int8.py mlt_plugin/weights/mlt.safetensors [--data ../shared/data] [--frames 4]
+    python tools/calibrate_int8.py [WEIGHTS ...] [--data ../shared/data] [--frames 4]
 
-The ranges (networks/int8.py, networks/lite_openvino.py: activation_maxima) come from the tracker's search crops at its 3 scales
+Without WEIGHTS: every shipped weight file of every extractor in the registry (extractors.EXTRACTORS).
+The ranges (the extractor's ``int8_activation_maxima``) come from the tracker's search crops at its 3 scales
 around the ground-truth box of ``--frames`` frames spread over every training trajectory of the data
 folder (the validation split is never used). The weight file itself is not touched.
 """
 import argparse
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from mlt_plugin.networks import lite_openvino
-from mlt_plugin.networks.int8 import activation_maxima, calibration_path, write_calibration
+from mlt_plugin.networks.extractors import EXTRACTORS
+from mlt_plugin.networks.int8 import calibration_path, write_calibration
 from mlt_plugin.networks.weights_io import load_matching
 from mlt_plugin.params import load_parameters
 from mlt_plugin.sequences import load_sequences
@@ -41,18 +43,19 @@ def training_crops(data, frames_per_trajectory):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("weights", help="a .safetensors file with a matching network")
+    parser.add_argument("weights", nargs="*", help=".safetensors files with a matching network (default: the shipped ones)")
     parser.add_argument("--data", help="data folder (default: $MLT_DATA or ../shared/data)")
     parser.add_argument("--frames", type=int, default=4, help="frames per training trajectory")
     args = parser.parse_args()
-    net = load_matching(args.weights).eval()
+    files = args.weights or [extractor.default_files[variant] for extractor in EXTRACTORS.values()
+                             for variant in ("mlt", "mt") if Path(extractor.default_files.get(variant, "")).is_file()]
     crops = training_crops(args.data, args.frames)
-    if net.extractor == "lite":
-        maxima = lite_openvino.activation_maxima(net.backbone, crops)
-    else:
-        maxima = activation_maxima(copy.deepcopy(net).fold_batch_norm(), crops)
-    write_calibration(args.weights, net, maxima, len(crops))
-    print(f"{calibration_path(args.weights)}: int8 ranges {[round(v, 4) for v in maxima.tolist()]} from {len(crops)} crops")
+    for path in files:
+        net = load_matching(path).eval()
+        folded = copy.deepcopy(net).fold_batch_norm()  # the network the tracker runs
+        maxima = folded.backbone.int8_activation_maxima(folded, crops)
+        write_calibration(path, net, maxima, len(crops))  # its digest is of the weights as stored
+        print(f"{calibration_path(path)}: int8 ranges {[round(v, 4) for v in maxima.tolist()]} from {len(crops)} crops")
 
 
 if __name__ == "__main__":

@@ -230,7 +230,7 @@ def training(device, steps, batch, search, workers, workdir):
     import torch
 
     from mlt_plugin.cli import main as mlt
-    from mlt_plugin.networks.weights_io import DEFAULT_FILES
+    from mlt_plugin.networks.weights_io import default_file
 
     data = workdir / "train_data"
     for k in range(2):
@@ -243,7 +243,7 @@ def training(device, steps, batch, search, workers, workdir):
                     "--workers", str(workers), "--device", str(device), "--checkpoint-every", str(steps),
                     "--log-every", "10", *(["--amp"] if amp else [])]
             if stage == "meta":
-                args += ["--matching-weights", str(DEFAULT_FILES[("paper", "mlt")]), "--feature-cache",
+                args += ["--matching-weights", str(default_file("paper", "mlt")), "--feature-cache",
                          str(workdir / "feature_cache"), "--cache-frames", "20", "--cache-crops", "1"]
             else:
                 args += ["--search-size", str(search)]
@@ -299,7 +299,7 @@ def ddp(device, steps, workdir):
     import torch
     import torch.multiprocessing as mp
 
-    from mlt_plugin.networks.weights_io import DEFAULT_FILES
+    from mlt_plugin.networks.weights_io import default_file
     from mlt_plugin.training.datasets import load_source
 
     data = workdir / "ddp_data"
@@ -316,7 +316,7 @@ def ddp(device, steps, workdir):
             jobs = {stage: {"stage_name": stage, "sources": sources, "iterations": steps, "batch_size": 4,
                             "device": dev, "workers": 0, "out": str(workdir / f"ddp_{backend}_{stage}"),
                             **({"search_size": 135} if stage == "matching" else
-                               {"matching_weights": str(DEFAULT_FILES[("paper", "mlt")]), "cache_frames": 4,
+                               {"matching_weights": str(default_file("paper", "mlt")), "cache_frames": 4,
                                 "cache_crops": 1, "feature_cache": str(workdir / f"ddp_{backend}_fc")})}
                     for stage in ("matching", "meta")}
             os.environ["MLT_DIST_BACKEND"] = backend

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The memorising probe (issue 36): how often a matching network's response peaks on the target, on
+"""The memorising probe: how often a matching network's response peaks on the target, on
 pairs from the videos it trained on and from the validation split it never saw. A growing gap between
 the two is a network that learned its training videos rather than how to match.
 

@@ -28,7 +28,7 @@ def _timed(step, steps, device):
 def train_speed(device, steps, amp, variants=((True, 255),)):
     """{name: {steps_per_s, s_per_step, amp}} for the meta stage and each matching (channels_last, search
     size) variant."""
-    from mlt_plugin.networks.weights_io import DEFAULT_FILES
+    from mlt_plugin.networks.weights_io import default_file
     from mlt_plugin.training.trainer import MatchingStage, MetaStage, amp_dtype
 
     generator = torch.Generator().manual_seed(0)
@@ -45,7 +45,7 @@ def train_speed(device, steps, amp, variants=((True, 255),)):
     meta_batch = {"x4": torch.rand(batch_size, 256, 8, 8, generator=generator),
                   "z4": torch.rand(batch_size * num_reg, 256, 24, 24, generator=generator),
                   "centers": torch.zeros(batch_size * num_reg, 2)}
-    jobs["meta"] = (MetaStage(DEFAULT_FILES[("paper", "mlt")], device, num_reg=num_reg), meta_batch)
+    jobs["meta"] = (MetaStage(default_file("paper", "mlt"), device, num_reg=num_reg), meta_batch)
     results = {}
     for name, (stage, batch) in jobs.items():
         module = stage.trainable().train()

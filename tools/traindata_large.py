@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Lay out Tiny ImageNet-200 and DAVIS 2016 val beside the repository in their native layouts (issue 21).
+"""Lay out Tiny ImageNet-200 and DAVIS 2016 val beside the repository in their native layouts.
 
 1. Fetch both repositories with the search tool's fetch: github:rangeetpan/IMagenet, github:MathLee/EOR-VOS
    (snapshots land in MIRROR/OWNER+NAME/repo).

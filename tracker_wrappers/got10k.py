@@ -16,9 +16,10 @@ Command line (offline, on a local root that may hold only part of a benchmark; n
 paper_mt_ft, lite, lite_mt, lite_mt_ft, fast; ``--help`` lists them).
 
 otb, uav123 (10 or 30 fps, native layout with configSeqs.m or a .json), dtb70, tcolor128 and lasot run
-on MLT's evaluation core (``mlt_plugin.evaluation``: the same reader, runner, scorer and plots as
-`mlt eval`, so the same boxes give the same numbers); got10k runs got10k's own ExperimentGOT10k (its
-val report, or the test subset packed for the evaluation server), with atomic result files.
+on MLT's evaluation core (``tracker_wrappers.experiment`` over ``mlt_plugin.evaluation``: the same reader,
+runner, scorer and plots as `mlt eval`, so the same boxes give the same numbers); got10k runs got10k's own
+ExperimentGOT10k (its val report, or the test subset packed for the evaluation server), with atomic result
+files.
 Results keep the toolkit's layout: ``results/<BENCH>/<tracker>/<seq>.txt`` (+ ``times/``),
 ``reports/<BENCH>/<tracker>/performance.json`` + plots.
 """
@@ -29,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlt_plugin import evaluation
+from mlt_plugin.evaluation.running import tracker_name
 from mlt_plugin.files import write_atomic
 from mlt_plugin.sequences import Sequence, is_uav123_root, load_sequences
+from tracker_wrappers.experiment import Experiment, add_runner_arguments, runner_main
 
 if not os.environ.get("DISPLAY"):
     os.environ.setdefault("MPLBACKEND", "Agg")  # got10k imports pyplot; headless machines need Agg
@@ -40,7 +42,6 @@ from got10k.experiments.got10k import ExperimentGOT10k  # noqa: E402
 from got10k.trackers import Tracker  # noqa: E402
 
 EXPERIMENTS = ("otb", "uav123", "dtb70", "tcolor128", "got10k", "lasot")
-tracker_name = evaluation.tracker_name
 
 
 class MLTTracker(Tracker):
@@ -155,7 +156,7 @@ def make_experiment(experiment, root, result_dir="results", report_dir="reports"
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}: choose from {', '.join(EXPERIMENTS)}")
     sequences, benchmark = load_benchmark(experiment, root, version)
-    return evaluation.Experiment(sequences, benchmark, result_dir, report_dir, frames, shard)
+    return Experiment(sequences, benchmark, result_dir, report_dir, frames, shard)
 
 
 def build_parser():
@@ -168,7 +169,7 @@ def build_parser():
     parser.add_argument("--root", required=True, help="dataset root in the benchmark's own layout")
     parser.add_argument("--version", help="otb: 2015 (default), 2013, tb50, tb100; uav123 (30 fps): UAV123 or UAV20L")
     parser.add_argument("--subset", default=None, help="got10k: val (default) or test; lasot: test (default) or all")
-    evaluation.add_runner_arguments(parser)
+    add_runner_arguments(parser)
     return parser
 
 
@@ -179,7 +180,7 @@ def main(argv=None):
         return make_experiment(args.experiment, args.root, args.result_dir, args.report_dir, args.frames,
                                args.version, args.subset, args.shard)
 
-    return evaluation.runner_main(args, experiment, _run_got10k if args.experiment == "got10k" else None)
+    return runner_main(args, experiment, _run_got10k if args.experiment == "got10k" else None)
 
 
 def _run_got10k(experiment, spec, args):

@@ -30,8 +30,8 @@ import re
 import sys
 from pathlib import Path
 
-from mlt_plugin import evaluation
 from mlt_plugin.sequences import load_sequence
+from tracker_wrappers.experiment import Experiment, add_runner_arguments, runner_main
 
 # Protocol II: the official LaSOT test set, 4 sequences of each of the 70 classes (280 in all).
 TEST_SET = {
@@ -88,7 +88,7 @@ def find_sequences(root, subset="test") -> list:
     return [found[n] for n in names]
 
 
-class ExperimentLaSOT(evaluation.Experiment):
+class ExperimentLaSOT(Experiment):
     """LaSOT OPE experiment: ``run(tracker, visualize=False, workers=1)`` and ``report(tracker_names)``."""
 
     def __init__(self, root_dir, subset="test", result_dir="results", report_dir="reports", frames=None,
@@ -106,13 +106,13 @@ def build_parser():
     )
     parser.add_argument("--root", required=True, help="LaSOT root: <class>/<class>-<n>/img + groundtruth.txt")
     parser.add_argument("--subset", choices=("test", "all"), default="test")
-    evaluation.add_runner_arguments(parser)
+    add_runner_arguments(parser)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return evaluation.runner_main(args, lambda: ExperimentLaSOT(args.root, args.subset, args.result_dir,
+    return runner_main(args, lambda: ExperimentLaSOT(args.root, args.subset, args.result_dir,
                                                                 args.report_dir, args.frames, args.shard))
 
 

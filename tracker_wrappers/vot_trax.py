@@ -52,7 +52,7 @@ def parse_args(argv=None):
     )
     # Sets named, not listed by parameter_set_names(): importing mlt_plugin loads torch, after the handshake.
     parser.add_argument("--params", default=os.environ.get("MLT_PARAMS") or "default",
-                        help="parameter set, a file name in parameter/mlt/: default, mt, mt_ft, paper, paper_mt, "
+                        help="parameter set (parameter/mlt/): default, mt, mt_ft, paper, paper_mt, "
                         "paper_mt_ft, lite, lite_mt, lite_mt_ft, fast (default: $MLT_PARAMS or 'default')")
     parser.add_argument("--weights", default=os.environ.get("MLT_WEIGHTS") or None,
                         help="weights file (default: $MLT_WEIGHTS or the shipped weights)")

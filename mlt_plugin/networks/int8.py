@@ -1,4 +1,4 @@
-"""conv1-4 in int8 for the per-frame search forward on CPUs, on OpenVINO (issue 22).
+"""conv1-4 in int8 for the per-frame search forward on CPUs, on OpenVINO.
 
 The graph is built here from the batch-norm-folded network with OpenVINO's own operations (no tracing),
 with FakeQuantize nodes where int8 applies; OpenVINO's CPU plugin runs each such convolution in int8

@@ -1,4 +1,4 @@
-"""The lite extractor's search forward on CPUs, on OpenVINO (issue 30).
+"""The lite extractor's search forward on CPUs, on OpenVINO.
 
 EfficientNet-Lite0 is mostly depthwise convolutions, which torch runs slowly on CPUs and OpenVINO
 fast: on 3 search crops of 255 px, 2-core AMD EPYC Zen 4, torch fp32 88 ms, OpenVINO fp32 32 ms,
@@ -18,7 +18,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mlt_plugin.networks.extractors import LiteExtractor
 
 
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d):
@@ -35,12 +34,12 @@ class LiteOpenVINO:
     ``precision``: "fp32", "bf16" (OpenVINO's inference precision; needs AVX512-BF16 or AMX) or "int8"
     (with ``maxima``, see the module docstring)."""
 
-    def __init__(self, extractor: LiteExtractor, batch: int, size: int, precision: str = "fp32",
+    def __init__(self, extractor: "LiteExtractor", batch: int, size: int, precision: str = "fp32",
                  threads: int | None = None, maxima=None):
         import openvino as ov
         import openvino.opset13 as ops
 
-        if not isinstance(extractor, LiteExtractor):
+        if extractor.name != "lite":  # by name: extractors.py imports this module
             raise ValueError(f"LiteOpenVINO builds the lite extractor, got {type(extractor).__name__}")
         int8 = precision == "int8"
         expansions = sum(hasattr(b, "_expand_conv") for b in extractor._blocks)
@@ -102,7 +101,7 @@ class LiteOpenVINO:
 
 
 @torch.inference_mode()
-def activation_maxima(extractor: LiteExtractor, crops: torch.Tensor, batch: int = 8) -> torch.Tensor:
+def activation_maxima(extractor: "LiteExtractor", crops: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """The input range of each expansion convolution over ``crops`` (N, 3, H, W), 0-255: the mean over crops
     of each crop's largest |value| (one odd crop does not stretch the range for all others), (10,) fp32."""
     peaks = []

@@ -33,7 +33,7 @@ def logistic_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
 
 
 def soft_logistic_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Eq. (6)'s logistic loss toward soft labels in [0, 1] (a teacher's foreground probability, issue 31):
+    """Eq. (6)'s logistic loss toward soft labels in [0, 1] (a teacher's foreground probability, distillation):
     the cross-entropy of sigmoid(f) with the target, p log(1 + exp(-f)) + (1 - p) log(1 + exp(f)), averaged
     over positions and maps. Unbalanced: the teacher's low scores on distractors are what it teaches."""
     f = logits.float()

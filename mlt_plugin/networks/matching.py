@@ -69,7 +69,7 @@ class MatchingNetwork(nn.Module):
         bn5 uses population statistics of w5's outputs; w_target is generated per target, so it has no
         population, and its channels were left unnormalised here: after an update they held 96-100 % of
         the embedding's energy before the L2 normalisation and the matching network's own features
-        vanished (issue 12). Here each target channel is standardised with its mean and standard deviation
+        vanished. Here each target channel is standardised with its mean and standard deviation
         over the exemplar's 8x8 positions (the one image of this target always at hand, at training and
         test time alike), then given the typical magnitude of a base channel after bn5, RMS(gamma, beta).
         The result is an affine kernel, like a batch norm folded into its conv: the same kernel and bias
@@ -152,7 +152,7 @@ class MatchingNetwork(nn.Module):
     def widened(self, out_channels: int, start_gain: float = 0.1) -> "MatchingNetwork":
         """A copy with more last-layer channels, computing nearly the same embedding and response.
 
-        MLT-mt (224 channels) may start from MLT's trained 192-channel network (issue 11). The extra w5
+        MLT-mt (224 channels) may start from MLT's trained 192-channel network (its backbone kept). The extra w5
         channels get a fresh kernel, zero bn5 bias and a bn5 gain of ``start_gain`` times the trained
         channels' RMS gain: small, so they hold ~0.2 % of the embedding's energy and the trained features
         carry the response. Not zero: a channel enters the response as the product of its exemplar and
@@ -176,7 +176,7 @@ class MatchingNetwork(nn.Module):
     @torch.no_grad()
     def narrowed(self, out_channels: int) -> "MatchingNetwork":
         """A copy keeping the first ``out_channels`` last-layer channels: MLT's 192-channel network warm-started
-        from an MLT-mt network whose extractor was fine-tuned with its 224 channels (issue 36)."""
+        from an MLT-mt network whose extractor was fine-tuned with its 224 channels (`--train-blocks`)."""
         if out_channels > self.out_channels:
             raise ValueError(f"cannot narrow a {self.out_channels}-channel matching network to {out_channels} channels")
         narrow = MatchingNetwork(out_channels, self.extractor).to(self.response_scale.device)

@@ -1,7 +1,7 @@
 """The meta-learner g_theta of section 3.2.2 (eq. 3): delta (Cx192) -> w_target (Cx32) + 224 attentions, C the
 feature extractor's channels (256 for the paper's conv4, 112 for lite).
 
-Departures from the paper's text (issue 12), and why:
+Departures from the paper's text, and why:
 - Input: each sample's delta is divided by its own RMS (``normalise_delta``). The paper feeds the raw
   gradient of eq. (2). Its magnitude depends on how well the matching network already fits the target:
   about 0.3 (in units of the training batch's RMS) on the episodes the network was trained on, 1.35-2.5

@@ -12,7 +12,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from mlt_plugin.networks.extractors import build_extractor
+from mlt_plugin.networks.box_head import BoxHead
+from mlt_plugin.networks.extractors import EXTRACTORS, build_extractor
 from mlt_plugin.networks.int8 import read_calibration
 from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, MatchingNetwork
 from mlt_plugin.networks.meta_learner import MetaLearner
@@ -21,22 +22,18 @@ from mlt_plugin.networks.meta_learner import MetaLearner
 INT8_MIN_VALUES = 1 << 20
 INT8_SUFFIX, SCALE_SUFFIX = ".int8", ".row_scale"
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# (extractor, variant) -> shipped file. "mlt": matching network (192 ch) + meta-learner; "mt": 224-channel
-# matching network. A lite file holds only what training changed: the extractor's ImageNet weights come
-# from their package.
-DEFAULT_FILES = {
-    ("paper", "mlt"): WEIGHTS_DIR / "mlt.safetensors",
-    ("paper", "mt"): WEIGHTS_DIR / "mlt_mt.safetensors",
-    ("lite", "mlt"): WEIGHTS_DIR / "lite.safetensors",
-    ("lite", "mt"): WEIGHTS_DIR / "lite_mt.safetensors",
-}
 # Constants that weight files written before the extractor seam hold; not weights, ignored on load.
 LEGACY_KEYS = {"matching.pixel_mean", "matching.pixel_std"}
 
 
 class UntrainedWeightsWarning(UserWarning):
     """Raised as a warning when no trained weight file is found and random weights are used."""
+
+
+def default_file(extractor: str, variant: str):
+    """The shipped weight file of ``variant`` ("mlt": 192 channels + meta-learner, "mt": 224 channels) on
+    ``extractor``, as the extractor declares it (``default_files``); None where it declares none."""
+    return EXTRACTORS[extractor].default_files.get(variant)
 
 
 def build_networks(variant: str, extractor: str = "paper"):
@@ -177,10 +174,11 @@ def load_weights(variant: str, path=None, extractor: str = "paper"):
     """
     matching, meta_learner = build_networks(variant, extractor)
     default = path is None
-    path = Path(DEFAULT_FILES[(extractor, variant)] if default else path)
-    if default and not path.is_file():
+    path = default_file(extractor, variant) if default else Path(path)
+    if default and (path is None or not path.is_file()):
+        where = path or f"the {extractor!r} extractor's default_files"
         warnings.warn(
-            f"no trained weights at {path}: MLT is running with UNTRAINED random weights, "
+            f"no trained weights at {where}: MLT is running with UNTRAINED random weights, "
             "its boxes are meaningless (train with `mlt train`, or pass params.weights)",
             UntrainedWeightsWarning,
             stacklevel=3,
@@ -195,3 +193,36 @@ def load_weights(variant: str, path=None, extractor: str = "paper"):
     if meta_learner is not None:
         _load_into(meta_learner, tensors, "meta.", path)
     return matching, meta_learner
+
+
+def save_box_head(path, head: BoxHead, extractor: str, metadata=None):
+    """A box head's weights, fp16, keys 'box.*', with its extractor and width in the metadata."""
+    tensors = {}
+    for name, value in head.state_dict().items():
+        tensors.update(_encode(f"box.{name}", value))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    metadata = {**(metadata or {}), "variant": "box", "extractor": extractor, "channels": head.channels}
+    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+    tmp.replace(path)
+
+
+def load_box_head(path, extractor: str) -> BoxHead:
+    """The box head in ``path`` (None: the shipped one for ``extractor``), checked to be trained on ``extractor``."""
+    if path is None:
+        path = default_file(extractor, "box")
+        if path is None:
+            raise ValueError(f"no box head ships for the {extractor!r} extractor: give params.box_head_weights "
+                             "(trained with `mlt train box`) or use box_estimator='scale_search'")
+    tensors = _read(path)
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("variant") != "box":
+        raise ValueError(f"weights file {path} holds no box head (train one with `mlt train box`)")
+    if metadata.get("extractor") != extractor:
+        raise ValueError(f"box head {path} was trained on the {metadata.get('extractor')!r} extractor, "
+                         f"the parameter set uses {extractor!r}")
+    head = BoxHead(EXTRACTORS[extractor].channels, int(metadata["channels"]))
+    _load_into(head, tensors, "box.", path)
+    return head

@@ -38,7 +38,7 @@ PARAMETER_INIT = '"""MLT parameter sets for pytracking. {marker}."""\n'
 PARAMETER_FILE = '''"""MLT parameter set '{name}' for pytracking. {marker}; edit freely
 (`mlt pytracking-install` then leaves this file alone unless given --force).
 
-Fields: see parameter/mlt/{name}.py in the MLT repository (e.g. params.device = "cuda:0",
+Fields: parameter/mlt/paper.py in the MLT repository declares them all (e.g. params.device = "cuda:0",
 params.weights = "/path/to/weights.safetensors").
 """
 from tracker_wrappers.pytracking import pytracking_parameters

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from mlt_plugin.evaluation import tracker_name as section_name  # one naming rule: [MLT], [MLT-<set>]
+from mlt_plugin.evaluation.running import tracker_name as section_name  # one naming rule: [MLT], [MLT-<set>]
 from mlt_plugin.files import write_text_atomic
 from mlt_plugin.params import parameter_set_names
 

@@ -1,25 +1,26 @@
 """The MLT tracker (Algorithm 1), with pytracking's BaseTracker contract.
 
-Per frame: crop the search region at 3 scales around the last state, match it with the template
-(eq. 1, or eq. 4 once adapted), upsample the response, penalise scale changes, add the cosine window,
-move to the peak and damp the size change. Confident context patches (response probability at the new
-state > tau) go to a bounded memory; every T frames the M lowest-entropy ones (eq. 5) give delta
+Per frame: crop the search region around the last state, match it with the template (eq. 1, or eq. 4
+once adapted), and let the box estimator (box_estimators.py: the paper's 3-scale search, or one crop and
+the box head) turn the response into the new box. Confident context patches (the confidence gate below
+above tau) go to a bounded memory; every T frames the M lowest-entropy ones (eq. 5) give delta
 (eq. 2), the meta-learner gives w_target and channel attention (eq. 3), and the last layer is adapted
 (eq. 4). The baselines swap that update: none (MLT-mt) or Adam fine-tuning of w5 (MLT-mt+ft).
 
 The confidence gate (Algorithm 1's "if y[s_t] > tau") is ``params.confidence``:
-- "relative" (default, issue 12): the response peak's height above the map's mean, relative to the same
+- "relative" (default): the response peak's height above the map's mean, relative to the same
   quantity measured once in ``initialize`` (the template against the first frame's search region, where
   the target is known to be). tau = 0.5 then means what the paper means by a confident sample: at least
   half as strong a match as the target itself gives. The paper's raw "maximum response value" is not
   comparable across networks and targets: on our matching network the probability sigmoid(f) at the peak
   stayed at 0.68-0.97 while the tracker was lost, so tau = 0.5 on it stored 91 % of frames on a
   sequence where 193 of 199 frames had IoU < 0.1.
-- "probability": the probability sigmoid(f) at the peak (the previous gate), kept for comparison.
+- "probability": the probability sigmoid(f) at the peak (the previous gate), kept for comparison;
+- "psr": the map's peak-to-sidelobe ratio, relative to the first frame's.
 
 Odd inputs (see _clamp_state): a box partly or wholly outside the frame, a 1-2 px or a larger-than-frame
 target, or a frame size change mid-sequence never stop tracking; the state is clamped into the frame.
-The reported object_presence_score is that probability times the share of the predicted box inside
+The reported object_presence_score is the probability sigmoid(f) at the new state times the share of the predicted box inside
 the frame: outside it the crop is mean-colour padding, which cannot show the target, so a target that
 leaves the frame gets a low score while the tracker stays alive at the frame's edge.
 """
@@ -27,17 +28,13 @@ import copy
 import time
 from collections import Counter
 
-import cv2
 import numpy as np
 import torch
 
-from mlt_plugin.geometry import RESPONSE_SIZE
-from mlt_plugin.networks.int8 import Int8Backbone, activation_maxima, int8_supported
-from mlt_plugin.networks.lite_openvino import LiteOpenVINO
-from mlt_plugin.networks.lite_openvino import activation_maxima as lite_activation_maxima
 from mlt_plugin.networks.losses import label_map, logistic_loss, meta_gradient
 from mlt_plugin.networks.weights_io import load_weights
 from mlt_plugin.params import TrackerParams, load_parameters, resolve_device, resolve_precision
+from mlt_plugin.tracking.box_estimators import build_box_estimator
 from mlt_plugin.tracking.crops import context_size, crop_square
 from mlt_plugin.tracking.inputs import parse_box, prepare_image
 from mlt_plugin.tracking.memory import ContextMemory, ContextPatch
@@ -69,17 +66,17 @@ class MLT:
             raise ValueError(f"params.update must be one of {UPDATES}, got {params.update!r}")
         self.params = params
         self.device = resolve_device(params.device)
-        if params.get("num_threads", None):
+        if params.num_threads:
             torch.set_num_threads(params.num_threads)
         variant = "mlt" if params.update == "meta" else "mt"
-        self.net, self.meta_learner = load_weights(variant, params.weights, params.get("extractor", "paper"))
+        self.net, self.meta_learner = load_weights(variant, params.weights, params.extractor)
         self.net = self.net.to(self.device, params.dtype).eval().fold_batch_norm()
         if self.meta_learner is not None:
             self.meta_learner = self.meta_learner.to(self.device).eval()
         # The precision of the search crops' conv1-4, the per-frame bulk of the work. The template, the last
         # layer, the L2 normalisation and the correlation always run in fp32: with them in bf16 too, the
-        # logits that choose the box moved 7x more than with bf16 in conv1-4 alone (README, "Precision").
-        self.precision = resolve_precision(params.get("precision", "auto"), self.device)
+        # logits that choose the box moved 7x more than with bf16 in conv1-4 alone (docs/results.md, "Precision and speed").
+        self.precision = resolve_precision(params.precision, self.device)
         self.search_engine = None  # OpenVINO's search forward, built at the first initialize (_build_search_engine)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         # fp16/bf16: the search crops go through a copy of the extractor cast once (weights in that dtype,
@@ -87,10 +84,7 @@ class MLT:
         self.search_backbone = None if self.amp_dtype is None else \
             copy.deepcopy(self.net.backbone).to(self.amp_dtype).to(memory_format=torch.channels_last)
         self._initial_w5 = self.net.conv5.weight.detach().clone()
-        up = params.response_upsample * RESPONSE_SIZE
-        hann = np.hanning(up)
-        self.window = np.outer(hann, hann) / np.outer(hann, hann).sum()
-        self.scales = np.asarray(params.scales, dtype=np.float64)
+        self.box_estimator = build_box_estimator(params, self.net)
         self.initialized = False
         self.stage_seconds = Counter()  # crop / forward / postprocess / update time, read by `mlt bench`
 
@@ -119,6 +113,7 @@ class MLT:
         with torch.inference_mode():
             template_conv4 = self.net.conv4_features(self._to_tensor([exemplar]))
         self.template_conv4 = template_conv4.float().clone()  # a normal tensor: updates differentiate through it
+        self.box_estimator.start(self.template_conv4)
         self.w_target = self.attention = self.target_bias = None
         self._update_template()
         self.memory = ContextMemory(p.memory_size)
@@ -139,7 +134,7 @@ class MLT:
             self.image_size = image.shape[:2]
             self._clamp_state()
         tic = time.perf_counter()
-        sides = self.search_side * self.scales
+        sides = self.box_estimator.sides(self.search_side)
         crops = self._search_crops(image)
         toc = self._lap("crop", tic)
         with torch.inference_mode():
@@ -147,17 +142,12 @@ class MLT:
             logits = self.matcher(conv4).float().cpu().numpy()
         toc = self._lap("forward", toc)
 
-        best, peak, confidence = self._locate(logits)
-        height = self._peak_height(logits[best], peak)
+        found = self.box_estimator.locate(logits, conv4, self.size, self.search_side)
+        best, confidence = found.crop, found.probability
+        height = float(logits[best][found.cell] - logits[best].mean())
         self.last_psr = peak_to_sidelobe(logits[best]) / max(self.reference_psr, 1e-6)
-        # Peak offset from the response centre, in upsampled pixels -> image pixels.
-        up_size = logits.shape[-1] * p.response_upsample
-        offset_up = np.array(peak, dtype=np.float64) - (up_size - 1) / 2  # (row, col)
-        offset_image = offset_up * p.total_stride / p.response_upsample * sides[best] / p.instance_size
-        self.center = self.center + offset_image[::-1]
-        scale = (1 - p.scale_damping) + p.scale_damping * self.scales[best]
-        self.size = self.size * scale
-        self.search_side *= scale
+        self.center = self.center + (found.offset * sides[best] / p.instance_size)[::-1]
+        self.size, self.search_side = found.size, found.search_side
         presence = confidence * self._visible_fraction()  # before clamping: how far out the peak went
         self._clamp_state()
 
@@ -167,7 +157,7 @@ class MLT:
                 ContextPatch(
                     conv4=conv4[best].detach().to(torch.float16),
                     response=torch.sigmoid(torch.from_numpy(logits[best])),
-                    center=torch.tensor(offset_up / p.response_upsample, dtype=torch.float32),
+                    center=torch.tensor(found.offset / p.total_stride, dtype=torch.float32),
                     frame=self.frame_index - 1,  # 0-based frame number in the sequence
                     box=(self.center[0] - self.size[0] / 2, self.center[1] - self.size[1] / 2, *self.size),
                 )
@@ -232,39 +222,14 @@ class MLT:
         return float(logits.max() - logits.mean())
 
     def _gate_value(self, probability, height):
-        """The quantity compared with tau (params.confidence: "relative" or "probability")."""
+        """The quantity compared with tau (params.confidence: "relative", "probability" or "psr")."""
         self.last_probability, self.last_relative = probability, height / max(self.reference_height, 1e-6)
-        mode = self.params.get("confidence", "relative")
+        mode = self.params.confidence
         if mode == "probability":
             return self.last_probability
         if mode == "psr":
             return self.last_psr
         return self.last_relative
-
-    def _peak_height(self, logits, peak):
-        """The logit at the tracked peak (the 17x17 cell under the upsampled position) above the map's mean."""
-        cells = logits.shape[-1]
-        row, col = (min(int(v * cells / (cells * self.params.response_upsample)), cells - 1) for v in peak)
-        return float(logits[row, col] - logits.mean())
-
-    def _locate(self, logits):
-        """Best scale, peak (row, col) in the upsampled map, and the response probability there."""
-        p = self.params
-        up_size = logits.shape[-1] * p.response_upsample
-        maps = np.stack([cv2.resize(m, (up_size, up_size), interpolation=cv2.INTER_CUBIC) for m in logits])
-        # The scale is chosen on the logits' maxima, as SiamFC (whose penalty 0.97 the paper takes) penalises
-        # its raw scores, the logits of its logistic loss. On probabilities it froze the box size: a unit-scale
-        # peak above 0.97 (the usual case) can never be beaten after a 0.97 penalty. A negative peak (target
-        # lost) loses the same share of its magnitude, so a penalty always lowers a score.
-        peaks = maps.max((1, 2))
-        penalised = np.where(self.scales == 1.0, peaks, peaks - (1 - p.scale_penalty) * np.abs(peaks))
-        best = int(np.argmax(penalised))
-        probs = 1 / (1 + np.exp(-maps[best]))  # only the chosen scale's map is needed as probabilities
-        response = probs - probs.min()
-        response = response / max(float(response.sum()), 1e-12)
-        response = (1 - p.window_influence) * response + p.window_influence * self.window
-        peak = np.unravel_index(int(np.argmax(response)), response.shape)
-        return best, peak, float(probs[peak])
 
     def _clamp_state(self):
         """Keep the centre inside the frame and the size between min_size and 10x the frame.
@@ -298,28 +263,17 @@ class MLT:
         return now
 
     def _build_search_engine(self, image):
-        """The search forward on OpenVINO where it is the fast CPU path, once per tracker: the paper's
-        conv1-4 in int8 (networks/int8.py), the lite extractor in fp32, bf16 or int8 (lite_openvino.py);
-        else None (torch). int8 activation ranges come from the weight file (shipped files carry them, see
-        tools/calibrate_int8.py), else from this first frame's search crops, kept for every later sequence
-        (VOT's re-initialisations included)."""
-        lite = self.net.extractor == "lite"
-        if not (self.precision == "int8" or (lite and self.device.type == "cpu" and int8_supported())):
-            return
-        maxima = self.net.int8_activation_max
-        if maxima is None and self.precision == "int8":
-            with torch.inference_mode():
-                crops = self._to_tensor(self._search_crops(image))
-                maxima = lite_activation_maxima(self.net.backbone, crops) if lite else activation_maxima(self.net, crops)
-        size, batch = self.params.instance_size, len(self.scales)
-        if lite:
-            self.search_engine = LiteOpenVINO(self.net.backbone, batch, size, self.precision, maxima=maxima)
-        else:
-            self.search_engine = Int8Backbone(self.net, batch, size, maxima)
+        """The extractor's own search forward where it has a faster one than torch (networks/extractors.py:
+        cpu_search_engine; OpenVINO on CPUs), once per tracker; else None (torch). int8 activation ranges come
+        from the weight file (shipped files carry them, see tools/calibrate_int8.py), else from this first
+        frame's search crops, kept for every later sequence (VOT's re-initialisations included)."""
+        self.search_engine = self.net.backbone.cpu_search_engine(
+            self.net, self.precision, self.device, self.box_estimator.crops_per_frame, self.params.instance_size,
+            lambda: self._to_tensor(self._search_crops(image)))
 
     def _search_crops(self, image) -> np.ndarray:
-        """The search crops at every scale, (S, size, size, 3) uint8."""
-        sides = self.search_side * self.scales
+        """The search crops the box estimator asks for, (S, size, size, 3) uint8."""
+        sides = self.box_estimator.sides(self.search_side)
         return np.stack([crop_square(image, self.center, s, self.params.instance_size, self.pad_color) for s in sides])
 
     def _search_conv4(self, crops):

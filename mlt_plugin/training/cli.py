@@ -1,6 +1,7 @@
 """`mlt train matching|mt|meta`: argument parsing for the training stages."""
 import sys
 
+from mlt_plugin.networks.extractors import EXTRACTORS
 from mlt_plugin.training import split
 from mlt_plugin.training.datasets import load_source, parse_source_spec
 
@@ -8,15 +9,17 @@ from mlt_plugin.training.datasets import load_source, parse_source_spec
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
-        help="train the backbone (classification), the matching network (eq. 6), MLT-mt, or the meta-learner (eq. 7)",
+        help="train the backbone (classification), the matching network (eq. 6), MLT-mt, the meta-learner (eq. 7) "
+        "or the box head",
         description="Sources are KIND:ROOT[:WEIGHT] (KIND seq: any OTB/VOT/LaSOT/GOT-10k/UAV123/UAVDT/DTB70/DAVIS root; "
         "vid: ILSVRC VID, the ILSVRC2015 folder or a folder under Data/VID; coco: YOLO still images; "
         "tinyimagenet: labelled stills, the tiny-imagenet-200 folder or its train/ (both: the train part) or its val/ "
         "(held-out images for the backbone stage's --val-source)). "
         "Without --source: the training split of ../shared/data (videos only for the meta stage).",
     )
-    parser.add_argument("stage", choices=["backbone", "matching", "mt", "meta"],
-                        help="backbone: conv1-4 classify labelled objects (issue 21), the --init of matching / mt")
+    parser.add_argument("stage", choices=["backbone", "matching", "mt", "meta", "box"],
+                        help="backbone: conv1-4 classify labelled objects (general features), the --init of matching / mt; "
+                        "box: the box head on the frozen --extractor (box_stage.py)")
     parser.add_argument("--source", action="append", default=[], help="KIND:ROOT[:WEIGHT], repeatable")
     parser.add_argument("--exclude", nargs="*", default=None,
                         help="sequence names never to train on (default with the shared data: the validation split)")
@@ -54,15 +57,15 @@ def add_parser(subparsers):
                         "(frozen, batch-norm statistics included), e.g. MLT-mt's 224 channels on MLT's backbone")
     parser.add_argument("--train-blocks", type=int, default=0,
                         help="matching stages, --extractor lite: also fine-tune the extractor's last N blocks (of 11; "
-                        "9-11 are its stride-16 stage), earlier ones frozen, batch-norm statistics kept (issue 36)")
+                        "9-11 are its stride-16 stage), earlier ones frozen, batch-norm statistics kept")
     parser.add_argument("--backbone-lr-factor", type=float, default=0.1,
                         help="--train-blocks: the extractor's learning rate as a fraction of --lr")
-    parser.add_argument("--extractor", choices=["paper", "lite"], default="paper",
+    parser.add_argument("--extractor", choices=list(EXTRACTORS), default="paper",
                         help="matching stages: the feature extractor under the last layer (lite: EfficientNet-Lite0 "
                         "from ImageNet, trained with --train-last-layer on its package weights); meta: from --matching-weights")
     parser.add_argument("--teacher", metavar="DIR",
                         help="matching stages: NanoTrack v2's folder (e.g. ../shared/models/nanotrack_v2); its outputs on "
-                        "every training pair add a distillation term to eq. (6) (--distill; issue 31)")
+                        "every training pair add a distillation term to eq. (6) (--distill)")
     parser.add_argument("--distill", choices=["map", "features", "both"], default="map",
                         help="--teacher: what the student learns from it: its response map (a soft label), its search "
                         "features (conv4 through a learned 1x1 projection, cosine), or both")
@@ -117,7 +120,7 @@ def run(args):
             val_sources.append(source)
             names = source.trajectories if len(source.trajectories) <= 20 else []
             print(f"validation {kind}:{root}: {len(source.trajectories)} trajectories {' '.join(t.name for t in names)}")
-    iterations = args.iterations or {"meta": 11000, "backbone": 20000}.get(args.stage, 95000)
+    iterations = args.iterations or {"meta": 11000, "backbone": 20000, "box": 5000}.get(args.stage, 95000)
     try:
         loss = train(args.stage, sources, args.out, iterations, args.batch_size, args.lr, args.device, args.amp,
                      args.workers, args.seed, args.resume, args.checkpoint_every, args.matching_weights, args.threads,

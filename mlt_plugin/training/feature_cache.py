@@ -11,9 +11,9 @@ target's offset in cells. Everything is fp16 .npy, read through memory maps.
 
 Still images (``coco`` and ``tinyimagenet`` sources, one frame per trajectory) get ``still_crops`` search
 crops per object with heavy augmentation (``still_episode_sampler``), so that an episode can be made from
-one object: its clean exemplar crop as the anchor and its augmented crops as context (issue 12: COCO
+one object: its clean exemplar crop as the anchor and its augmented crops as context (COCO
 objects as extra identities). Where the objects carry class labels (Tiny ImageNet), every other crop has
-another kept object of the same class pasted beside the target (issue 23: the meta-learner's filters
+another kept object of the same class pasted beside the target (the meta-learner's filters
 must tell a target from its look-alikes). At most ``max_stills`` objects of at least ``min_still_size``
 pixels are kept per source (chosen by the seed).
 

@@ -66,8 +66,8 @@ class CropSampler:
 
 def paste_look_alike(rng, z, offset, scale, box, other):
     """z with the still object ``other`` (a one-frame trajectory) pasted beside the target, at the target's
-    size (+-20 %) and 1-2 target sizes away from it (issue 21: a same-class look-alike; the label stays on
-    the target). ``offset``, ``scale``: the target's place in z and z's scale, as ``CropSampler.crop`` gives."""
+    size (+-20 %) and 1-2 target sizes away from it (a same-class look-alike that the features must tell
+    apart; the label stays on the target). ``offset``, ``scale``: the target's place in z and z's scale, as ``CropSampler.crop`` gives."""
     ox, oy, ow, oh = other.boxes[0]
     patch = other.frame(0)[int(oy) : int(np.ceil(oy + oh)), int(ox) : int(np.ceil(ox + ow))]
     w, h = (int(max(round(v * scale * rng.uniform(0.8, 1.2)), 2)) for v in box[2:])
@@ -141,7 +141,7 @@ def context_candidates(frames, anchor, num_reg, max_gap):
     """Indices into ``frames`` (sorted frame numbers of one trajectory) that may be context for the anchor
     ``frames[anchor]``: every frame within ``max_gap`` of it, or the ``num_reg`` nearest where fewer are
     that close (a sparsely cached long trajectory still gives distinct frames). Never the anchor's own frame
-    (issue 12: the anchor's frame among its context patches makes delta and eq. (7) trivial); for a
+    (the anchor's frame among its context patches would make delta and eq. (7) trivial); for a
     one-frame trajectory (a still image), its own frame, whose augmented crops are then the context."""
     index = np.arange(len(frames))
     if len(frames) == 1:
@@ -163,7 +163,7 @@ def episode_frames(rng, frames, num_reg, max_gap):
 
 
 def pair_sampler():
-    """The matching stage's augmentation (issue 11): scale +-20 %, shift +-4 cells, colour, grayscale, blur,
+    """The matching stage's augmentation: scale +-20 %, shift +-4 cells, colour, grayscale, blur,
     noise and flip, so that the network learns appearance changes instead of memorising its training frames."""
     return CropSampler(scale_jitter=0.2, shift_jitter=32.0, blur=0.2, noise=2.0, color=0.2, grayscale=0.1)
 
@@ -172,25 +172,27 @@ NO_TARGET = (1e3, 1e3)  # a target centre far outside any response map: every la
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Item ``i``: batch ``i`` of (x, z, target offsets in cells) pairs.
+    """Item ``i``: batch ``i`` of (x, z, target offsets in cells, target sizes (h, w) in z's pixels) pairs.
 
     Most pairs are two frames of one trajectory. With probability ``negative`` z comes from another
     trajectory (no positive label anywhere); with probability ``distractor``, when the exemplar is a still
     image's object that shares its image with other objects, z is centred on one of those (the target is
     positive only where it falls inside the map), and when it is a labelled still object (Tiny ImageNet),
     another object of its class is pasted into z beside it (a look-alike, negative everywhere but on the
-    target, issue 21). Pairs from one still image (COCO) are made hard: z is
+    target). Pairs from one still image (COCO) are made hard: z is
     rotated about the target, and with probability ``paste`` the target is pasted on another trajectory's
     background, then with probability ``occlude`` partly covered by a patch of that background.
     ``search_size``: the search crop's side (255 as in the paper; smaller crops train faster, the network
     is fully convolutional). ``hard=False`` gives plain positive pairs (validation). ``teacher``: a callable
     (x, z) -> (response map, search features) (teacher.py), joining each batch as ``teacher`` and
-    ``teacher_features`` (issue 31).
+    ``teacher_features``. ``aspect``: z stretched about its centre by exp(+-a/2) in x and the inverse
+    in y, a ~ U(-aspect, aspect), so that a target's aspect ratio changes between x and z (the box head's
+    training; 0 for the matching stages).
     """
 
     def __init__(self, sources, iterations, batch_size=8, max_gap=100, seed=0, sampler=None, first_sample=0,
                  search_size=INSTANCE, hard=True, negative=0.1, distractor=0.3, paste=0.5, occlude=0.3, rotate=15.0,
-                 teacher=None):
+                 teacher=None, aspect=0.0):
         self.mixture = _SourceMixture(sources)
         self.iterations = iterations
         self.batch_size = batch_size
@@ -211,21 +213,26 @@ class PairDataset(torch.utils.data.Dataset):
         self.same_image = {path: group for path, group in by_image.items() if len(group) > 1}
         self.same_label = same_label_groups(sources)
         self.teacher = teacher
+        self.aspect = aspect
 
     def __len__(self):
         return self.iterations
 
     def __getitem__(self, iteration):
-        xs, zs, centers = [], [], []
+        xs, zs, centers, sizes = [], [], [], []
         for k in range(self.first_sample, self.first_sample + self.batch_size):
             rng = np.random.default_rng([self.seed, iteration, k])
-            x, z, center = self._pair(rng)
+            x, z, center, size = self._pair(rng)
+            if self.aspect:
+                z, center, size = stretch(rng, z, center, size, self.aspect)
             if self.sampler.flip and rng.random() < 0.5:  # the same flip for both keeps them a pair
                 x, z, center = x[:, ::-1], z[:, ::-1], center * [1, -1]
             xs.append(self.sampler.photometric(rng, x))
             zs.append(self.sampler.photometric(rng, z))
             centers.append(center)
-        batch = {"x": _to_tensor(xs), "z": _to_tensor(zs), "centers": torch.tensor(np.array(centers), dtype=torch.float32)}
+            sizes.append(size)
+        batch = {"x": _to_tensor(xs), "z": _to_tensor(zs), "centers": torch.tensor(np.array(centers), dtype=torch.float32),
+                 "sizes": torch.tensor(np.array(sizes), dtype=torch.float32)}
         if self.teacher is not None:  # the teacher sees the crops exactly as the student does
             maps, features = zip(*(self.teacher(x, z) for x, z in zip(xs, zs)))
             batch["teacher"] = torch.from_numpy(np.stack(maps))
@@ -233,7 +240,8 @@ class PairDataset(torch.utils.data.Dataset):
         return batch
 
     def _pair(self, rng):
-        """(x, z, target centre in z in cells (dy, dx)) before flip and photometric changes."""
+        """(x, z, target centre in z in cells (dy, dx), target size in z's pixels (h, w)) before flip and
+        photometric changes."""
         traj = self.mixture.trajectory(rng)
         frames = _visible_frames(traj)
         i = rng.choice(frames)
@@ -246,7 +254,7 @@ class PairDataset(torch.utils.data.Dataset):
                 other = self.mixture.trajectory(rng)
             f = rng.choice(_visible_frames(other))
             z, _, _ = self.sampler.crop(rng, other.frame(f), other.boxes[f], self.search_size)
-            return x, z, np.array(NO_TARGET)
+            return x, z, np.array(NO_TARGET), np.ones(2)
         if len(frames) == 1:
             group = self.same_image.get(str(traj.frames[0]), [])
             if group and kind < self.negative + self.distractor:
@@ -256,8 +264,8 @@ class PairDataset(torch.utils.data.Dataset):
                 return x, *self._look_alike_crop(rng, image_i, traj, look_alikes)
             return x, *self._hard_still_crop(rng, image_i, traj.boxes[i])
         j = rng.choice(frames[np.abs(frames - i) <= self.max_gap])
-        z, offset, _ = self.sampler.crop(rng, image_i if j == i else traj.frame(j), traj.boxes[j], self.search_size)
-        return x, z, offset / STRIDE
+        z, offset, scale = self.sampler.crop(rng, image_i if j == i else traj.frame(j), traj.boxes[j], self.search_size)
+        return x, z, offset / STRIDE, _size_in(traj.boxes[j], scale)
 
     def _distractor_crop(self, rng, image, box, group):
         """z centred on another object of the same image; the target is labelled where it lies."""
@@ -267,13 +275,13 @@ class PairDataset(torch.utils.data.Dataset):
         # The crop's centre in the image, then the target's position relative to it in crop pixels.
         cy, cx = other[1] + other[3] / 2 - offset[0] / scale, other[0] + other[2] / 2 - offset[1] / scale
         target = np.array([box[1] + box[3] / 2 - cy, box[0] + box[2] / 2 - cx]) * scale
-        return z, target / STRIDE
+        return z, target / STRIDE, _size_in(box, scale)
 
     def _look_alike_crop(self, rng, image, traj, group):
         """z of a still object with another object of its class pasted beside it (``paste_look_alike``)."""
         box = traj.boxes[0]
         z, offset, scale = self.sampler.crop(rng, image, box, self.search_size)
-        return paste_look_alike(rng, z, offset, scale, box, other_of(rng, group, traj)), offset / STRIDE
+        return paste_look_alike(rng, z, offset, scale, box, other_of(rng, group, traj)), offset / STRIDE, _size_in(box, scale)
 
     def _hard_still_crop(self, rng, image, box):
         """z of a still image's object: rotated, pasted on another background, partly occluded."""
@@ -301,7 +309,23 @@ class PairDataset(torch.utils.data.Dataset):
                 sr, sc = rng.integers(0, size - h), rng.integers(0, size - w)
                 pasted[r : r + h, c : c + w] = background[sr : sr + h, sc : sc + w]
             z = pasted
-        return z, offset / STRIDE
+        return z, offset / STRIDE, _size_in(box, scale)
+
+
+def _size_in(box, scale):
+    """A box's (h, w) in a crop of ``scale`` crop pixels per image pixel."""
+    return np.array([box[3], box[2]], dtype=np.float64) * scale
+
+
+def stretch(rng, z, center, size, aspect):
+    """z stretched about its centre by exp(a / 2) in x and exp(-a / 2) in y, a ~ U(-aspect, aspect), with the
+    target's centre (cells, (dy, dx)) and size ((h, w) pixels) moved along."""
+    a = rng.uniform(-aspect, aspect)
+    factors = np.array([np.exp(-a / 2), np.exp(a / 2)])  # (y, x)
+    middle = (z.shape[0] - 1) / 2
+    matrix = np.array([[factors[1], 0, middle * (1 - factors[1])], [0, factors[0], middle * (1 - factors[0])]])
+    z = cv2.warpAffine(z, matrix, z.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return z, center * factors, size * factors
 
 
 class EpisodeDataset(torch.utils.data.Dataset):
@@ -344,7 +368,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
 
 
 def class_sampler():
-    """The backbone stage's augmentation (issue 21): scale +-30 %, shift +-3 cells, colour, grayscale, blur,
+    """The backbone stage's augmentation: scale +-30 %, shift +-3 cells, colour, grayscale, blur,
     noise and flip of the exemplar-scale crop, so that the features learn the object, not its framing."""
     return CropSampler(scale_jitter=0.3, shift_jitter=24.0, blur=0.3, noise=4.0, color=0.3, grayscale=0.1)
 

@@ -1,4 +1,4 @@
-"""The validation split: 21 sequences of 6 benchmarks, never trained on, in two fixed halves (issue 21).
+"""The validation split: 21 sequences of 6 benchmarks, never trained on, in two fixed halves (choices on one, claims on the other).
 
 - **select**: checkpoints, thresholds and every other choice are made on these.
 - **report**: claims only; each candidate that could ship is run on them once.
@@ -19,7 +19,7 @@ from pathlib import Path
 CHECKOUT_PARENT = Path(__file__).resolve().parents[2].parent
 SHARED_DATA = Path(os.environ.get("MLT_DATA") or CHECKOUT_PARENT / "shared" / "data")
 TRAIN_DATA = CHECKOUT_PARENT / "traindata"  # extra real sequences, OTB layout under otb/
-TRAIN_LARGE = CHECKOUT_PARENT / "traindata_large"  # Tiny ImageNet-200 and DAVIS 2016 (issue 21)
+TRAIN_LARGE = CHECKOUT_PARENT / "traindata_large"  # Tiny ImageNet-200 and DAVIS 2016 (tools/traindata_large.py)
 
 # name: (folder, path in it, half). Each half has people, animals, vehicles, ground-level and aerial video;
 # select: OTB, VOT, UAV123, UAVDT, DAVIS; report: OTB, VOT, UAV123, DTB70, DAVIS.
@@ -55,7 +55,7 @@ HELD_OUT = {"Biker470"}
 # give the COCO still pairs about a sixth of the samples.
 TRAIN_ROOTS = {"otb": 4.0, "vot": 1.0, "uav123": 2.0, "dtb70": 2.0, "uavdt": 0.5}
 COCO_ROOT, COCO_WEIGHT = "coco128", 2.0
-# The meta-learner's training videos (issue 12): the rest of TRAIN_DATA/otb, trajectories disjoint from
+# The meta-learner's training videos: the rest of TRAIN_DATA/otb, trajectories disjoint from
 # the matching network's (which trained on the training split of SHARED_DATA only), as the paper trains
 # the meta-learner on ILSVRC VID val and the matching network on VID train.
 META_TRAIN_ROOT = "otb"

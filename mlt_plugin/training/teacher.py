@@ -1,4 +1,4 @@
-"""A teacher for the matching stage (issue 31): NanoTrack v2's classification map for a crop pair.
+"""A teacher for the matching stage (distillation): NanoTrack v2's classification map for a crop pair.
 
 NanoTrack v2 (OpenCV's ``TrackerNano``, Apache-2.0) learned from far more video than this project has. For
 any (x, z) pair that training cuts, its foreground probability says how much each place of z resembles

@@ -24,6 +24,7 @@ from mlt_plugin.networks.matching import ADAPTED_CHANNELS, BASE_CHANNELS, Matchi
 from mlt_plugin.networks.meta_learner import MetaLearner
 from mlt_plugin.networks.weights_io import load_matching, load_weights, save_weights
 from mlt_plugin.params import cpu_has_bf16, resolve_device
+from mlt_plugin.training.box_stage import BoxStage
 from mlt_plugin.training.crop_cache import prepare_crop_cache
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import ClassificationDataset, CropSampler, EpisodeDataset, PairDataset, class_index
@@ -45,7 +46,7 @@ class Classifier(torch.nn.Module):
 
 
 class BackboneStage:
-    """Before the matching stage (issue 21): conv1-4 learn general features by classifying labelled objects
+    """Before the matching stage: conv1-4 learn general features by classifying labelled objects
     (Tiny ImageNet's 200 classes) from exemplar-scale crops, through a small head dropped afterwards:
     global average pooling of conv4 and one linear layer. The paper needs no such stage, as its matching
     network learns from ILSVRC VID's 4,000 videos; here the videos are a few dozen, and 110,000 labelled
@@ -112,7 +113,7 @@ class BackboneStage:
 
 
 class DistilledMatching(torch.nn.Module):
-    """Training-time wrapper for feature distillation (issue 31): the matching network's logits, and its search
+    """Training-time wrapper for feature distillation: the matching network's logits, and its search
     conv4 through a 1x1 projection onto the teacher's feature channels. Only the network is exported."""
 
     def __init__(self, net, channels):
@@ -128,7 +129,7 @@ class DistilledMatching(torch.nn.Module):
 class MatchingStage:
     """Eq. (6) on (x, z) pairs. ``channels`` 192 for MLT, 224 for MLT-mt. Channels-last memory: 1.2-1.3x
     faster steps on CPU (measured in the training README). ``teacher``: NanoTrack v2's folder, whose outputs on
-    each training pair add terms to eq. (6), each weighted by ``distill_weight`` (issue 31), at the levels of
+    each training pair add terms to eq. (6), each weighted by ``distill_weight``, at the levels of
     ``distill``: "map" (its response map as a soft label, ``soft_logistic_loss``), "features" (conv4 through a
     learned projection toward its search features, ``feature_distillation_loss``) or "both". Validation stays
     eq. (6) alone on held-out pairs."""
@@ -149,13 +150,13 @@ class MatchingStage:
         # scale and bias train, e.g. MLT-mt's 224-channel last layer on MLT's trained backbone.
         self.last_layer_only = last_layer_only
         self.model.backbone.requires_grad_(not last_layer_only)
-        # Fine-tuning a pretrained extractor (issue 36, SiamRPN++'s recipe): its last ``train_blocks`` blocks
+        # Fine-tuning a pretrained extractor (SiamRPN++'s recipe): its last ``train_blocks`` blocks
         # train at ``backbone_lr_factor`` times the head's learning rate, the earlier ones stay frozen, and every
         # batch norm keeps its ImageNet statistics (eval mode; its scale and shift train in the trained blocks).
         self.train_blocks, self.backbone_lr_factor = train_blocks, backbone_lr_factor
         if train_blocks:
-            blocks = getattr(self.model.backbone, "_blocks", None)
-            if blocks is None or not self.model.backbone.pretrained:
+            blocks = self.model.backbone.trainable_blocks()
+            if not len(blocks) or not self.model.backbone.pretrained:
                 raise ValueError("--train-blocks fine-tunes a pretrained extractor's blocks: use --extractor lite")
             if not 1 <= train_blocks <= len(blocks):
                 raise ValueError(f"--train-blocks must be 1..{len(blocks)} (the extractor's blocks), got {train_blocks}")
@@ -457,14 +458,14 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
           max_stills=200, val_sources=None, val_every=100, val_batches=10, init=None,
           search_size=INSTANCE_SIZE, last_layer_only=False, extractor="paper", teacher=None, distill_weight=1.0,
           distill="map", train_blocks=0, backbone_lr_factor=0.1, log_every=None):
-    """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta.
+    """Run (or resume) one training stage; returns the final loss. ``stage_name``: backbone | matching | mt | meta | box.
 
     feature_cache: meta stage, and matching stages with ``last_layer_only`` (a frozen extractor), a folder
         for the extractor's feature cache (built once when absent);
         ``cache_frames`` frames per trajectory at most, ``cache_crops`` augmented search crops per frame;
         still images (coco, tinyimagenet sources): ``max_stills`` objects each with ``still_crops`` heavily augmented
         crops (every other one with a same-class look-alike pasted in, where labelled).
-    weight_decay: L2 penalty of Adam (regularisation of the meta-learner, issue 12).
+    weight_decay: L2 penalty of Adam (regularisation of the meta-learner).
     val_sources: validation sources: every ``val_every`` steps the stage's losses on ``val_batches`` fixed
         validation batches go to ``val.csv`` (meta: episodes of 40 cached frames per trajectory, held-out
         loss first; matching: plain pairs, validation and training loss and their gap), and the best state
@@ -476,7 +477,7 @@ def train(stage_name, sources, out, iterations, batch_size=8, lr=1e-4, device=No
     extractor: matching stages, the feature extractor (networks/extractors.py: "paper" or "lite"); the meta
         stage takes the one its matching weights name.
     teacher: matching stages, NanoTrack v2's folder (two ONNX files): terms beside eq. (6) weighted by
-        ``distill_weight`` at the levels of ``distill`` (map, features or both; distillation, issue 31).
+        ``distill_weight`` at the levels of ``distill`` (map, features or both; distillation).
     crop_cache: a folder for the pre-cropped frames (see crop_cache.py), built once when absent.
     init: warm start from a weight file (the trained network only; the optimiser starts fresh). The
         weights committed to the repository survive a lost machine, a checkpoint on its disk does not.
@@ -527,6 +528,11 @@ def _train(stage_name, sources, out, iterations, batch_size, lr, device, amp, wo
         if feature_cache is not None or last_layer_only:
             raise ValueError("--feature-cache and --train-last-layer are not for the backbone stage")
         stage = BackboneStage(device)
+    elif stage_name == "box":
+        if feature_cache is not None or last_layer_only or teacher is not None or train_blocks:
+            raise ValueError("the box stage trains the box head alone on a frozen extractor: no --feature-cache, "
+                             "--train-last-layer, --teacher or --train-blocks")
+        stage = BoxStage(extractor, device)
     elif stage_name in ("matching", "mt"):
         cache_options = dict(frames_per_trajectory=cache_frames, crops_per_frame=cache_crops, seed=seed,
                              workers=workers, amp=amp, still_crops=still_crops, max_stills=max_stills)
@@ -535,7 +541,7 @@ def _train(stage_name, sources, out, iterations, batch_size, lr, device, amp, wo
                               cache_options=cache_options, teacher=teacher, distill_weight=distill_weight,
                               distill=distill, train_blocks=train_blocks, backbone_lr_factor=backbone_lr_factor)
     else:
-        raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt or meta")
+        raise ValueError(f"unknown training stage {stage_name!r}: backbone, matching, mt, meta or box")
 
     if crop_cache is not None:
         sources = _built_once(rank, world, lambda build: prepare_crop_cache(crop_cache, sources, workers=workers, build=build))

@@ -1,12 +1,12 @@
-"""CPU real-time preset: MLT with one search scale per frame.
+"""CPU real-time preset: MLT on the default family (lite) with one search scale per frame.
 
 One scale costs a third of the paper's three; the price is that the size is no longer re-estimated
-(measured with `mlt eval --params default fast`, see the README)."""
-from parameter.mlt.default import parameters as default_parameters
+(measured with `mlt eval --params default fast`)."""
+from parameter.mlt.lite import parameters as family_parameters
 
 
 def parameters():
-    params = default_parameters()
+    params = family_parameters()
     params.name = "fast"
     params.scales = (1.0,)
     return params

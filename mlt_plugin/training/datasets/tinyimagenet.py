@@ -1,4 +1,4 @@
-"""Tiny ImageNet-200 in its native layout: one still object with a class label per image (issue 21).
+"""Tiny ImageNet-200 in its native layout: one still object with a class label per image.
 
     ROOT/train/<wnid>/images/<wnid>_<k>.JPEG  +  ROOT/train/<wnid>/<wnid>_boxes.txt   (file x0 y0 x1 y1)
     ROOT/val/images/val_<k>.JPEG               +  ROOT/val/val_annotations.txt         (file wnid x0 y0 x1 y1)
