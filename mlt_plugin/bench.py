@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from mlt_plugin.build import MODELS_HELP, available_peers, build_tracker

@@ -66,3 +66,21 @@ def _paste(frame, patch, cx, cy, w, h):
     if fx1 > fx0 and fy1 > fy0:
         frame[fy0:fy1, fx0:fx1] = resized[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
     return [x0, y0, w, h]
+
+
+def write_square_sequence(root, name="square", frames=8, size=(160, 120), seed=0) -> Path:
+    """An OTB-layout sequence under ``root``: a bright 40x30 square moving over noise, 1-based ground truth
+    (small generated training and check data); returns ``root``."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / name
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    width, height = size
+    boxes = []
+    for n in range(frames):
+        image = rng.integers(0, 90, (height, width, 3), dtype=np.uint8)
+        x, y = 40 + (4 * n) % (width - 80), 30 + (2 * n) % (height - 60)
+        image[y : y + 30, x : x + 40] = (230, 200, 60)
+        cv2.imwrite(str(folder / "img" / f"{n + 1:04d}.jpg"), image)
+        boxes.append([x + 1, y + 1, 40, 30])
+    (folder / "groundtruth_rect.txt").write_text("".join(",".join(map(str, b)) + "\n" for b in boxes))
+    return Path(root)

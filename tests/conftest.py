@@ -1,7 +1,11 @@
 import warnings
 
+import numpy as np
 import pytest
 import torch
+
+from mlt_plugin.sequences import Sequence
+from mlt_plugin.training.datasets.sources import Source
 
 from mlt_plugin.training.split import SHARED_DATA
 
@@ -41,3 +45,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def labelled_source(count=6, seed=0):
+    """Still 64x64 images of two classes (bright squares on dark, dark squares on bright), one box each."""
+    rng = np.random.default_rng(seed)
+    objects = []
+    for k in range(count):
+        label = "bright" if k % 2 else "dark"
+        image = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8) + (0 if label == "bright" else 190)
+        x, y = rng.integers(8, 24, 2)
+        image[y : y + 32, x : x + 32] = 255 - image[y : y + 32, x : x + 32]
+        objects.append(Sequence(f"img{k}", [image], np.array([[x, y, 32, 32]], float), label=label))
+    return Source("tinyimagenet", "memory", 1.0, objects)

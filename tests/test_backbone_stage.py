@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import labelled_source
+
 from mlt_plugin.networks.weights_io import load_matching
 from mlt_plugin.sequences import Sequence
 from mlt_plugin.training.datasets.sources import Source
@@ -15,21 +17,10 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _labelled_source(count=6, seed=0):
-    """Still 64x64 images of two classes (bright squares on dark, dark squares on bright), one box each."""
-    rng = np.random.default_rng(seed)
-    objects = []
-    for k in range(count):
-        label = "bright" if k % 2 else "dark"
-        image = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8) + (0 if label == "bright" else 190)
-        x, y = rng.integers(8, 24, 2)
-        image[y : y + 32, x : x + 32] = 255 - image[y : y + 32, x : x + 32]
-        objects.append(Sequence(f"img{k}", [image], np.array([[x, y, 32, 32]], float), label=label))
-    return Source("tinyimagenet", "memory", 1.0, objects)
 
 
 def test_classes_and_batches():
-    source = _labelled_source()
+    source = labelled_source()
     unlabelled = Source("seq", "memory", 1.0, [Sequence("video", [np.zeros((64, 64, 3), np.uint8)], np.array([[8.0, 8, 32, 32]]))])
     classes = class_index([source, unlabelled])
     assert classes == {"bright": 0, "dark": 1}
@@ -44,7 +35,7 @@ def test_classes_and_batches():
 
 def test_backbone_stage_learns_and_exports_a_matching_init(tmp_path):
     torch.manual_seed(0)
-    source = _labelled_source()
+    source = labelled_source()
     stage = BackboneStage(CPU)
     stage.prepare([source], 0, 1)
     model = stage.trainable().train()
@@ -58,7 +49,7 @@ def test_backbone_stage_learns_and_exports_a_matching_init(tmp_path):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
-    result = stage.validation(model, stage.validation_data([source], [_labelled_source(seed=1)], 4, 2, 0))
+    result = stage.validation(model, stage.validation_data([source], [labelled_source(seed=1)], 4, 2, 0))
     assert list(result)[0] == "validation" and 0 <= result["validation_accuracy"] <= 1 and "gap" in result
 
     stage.export(tmp_path)
@@ -117,7 +108,7 @@ def test_look_alikes_of_the_same_class_are_pasted_beside_the_target():
     the label map still has its positive only at the target."""
     from mlt_plugin.training.sampling import CropSampler, PairDataset
 
-    source = _labelled_source(count=4)
+    source = labelled_source(count=4)
     options = dict(batch_size=4, negative=0.0, paste=0.0, occlude=0.0, rotate=0.0, sampler=CropSampler(flip=False))
     plain = PairDataset([source], 1, distractor=0.0, **options)
     hard = PairDataset([source], 1, distractor=1.0, **options)
@@ -134,7 +125,7 @@ def test_meta_cache_context_crops_of_labelled_stills_hold_look_alikes():
     from mlt_plugin.training.feature_cache import _FrameCrops
     from mlt_plugin.training.sampling import CropSampler
 
-    bright_squares = [t for t in _labelled_source(count=4).trajectories if t.label == "bright"]  # on dark
+    bright_squares = [t for t in labelled_source(count=4).trajectories if t.label == "bright"]  # on dark
     dataset = _FrameCrops(bright_squares, [(0, 0)], crops_per_frame=2, seed=0, still=True)
     dataset.sampler = CropSampler(scale_jitter=0.0, shift_jitter=0.0, flip=False)  # two crops alike but for the paste
     _, z, centers = dataset[0]

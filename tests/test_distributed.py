@@ -13,17 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from conftest import labelled_source
+
+from mlt_plugin.demo import write_square_sequence
 from mlt_plugin.networks import MatchingNetwork, save_weights
-from mlt_plugin.sequences import Sequence
 from mlt_plugin.training import trainer
 from mlt_plugin.training.datasets import load_source
-from mlt_plugin.training.datasets.sources import Source
 from mlt_plugin.training.feature_cache import CachedEpisodeDataset, prepare_feature_cache
 from mlt_plugin.training.sampling import ClassificationDataset, PairDataset
 
@@ -35,35 +35,6 @@ STEPS = 3
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_sequence(root, name="square", frames=8, size=(160, 120), seed=0):
-    """An OTB-layout sequence: a bright square moving over noise, 1-based ground truth."""
-    rng = np.random.default_rng(seed)
-    folder = Path(root) / name
-    (folder / "img").mkdir(parents=True, exist_ok=True)
-    boxes = []
-    for n in range(frames):
-        image = rng.integers(0, 90, (size[1], size[0], 3), dtype=np.uint8)
-        x, y = 40 + 4 * n, 30 + 2 * n
-        image[y : y + 30, x : x + 40] = (230, 200, 60)
-        cv2.imwrite(str(folder / "img" / f"{n + 1:04d}.jpg"), image)
-        boxes.append([x + 1, y + 1, 40, 30])
-    np.savetxt(folder / "groundtruth_rect.txt", boxes, fmt="%d", delimiter=",")
-    return Path(root)
-
-
-def labelled_source(count=8, seed=0):
-    """Still 64x64 images of two classes (bright squares on dark, dark squares on bright), one box each."""
-    rng = np.random.default_rng(seed)
-    objects = []
-    for k in range(count):
-        label = "bright" if k % 2 else "dark"
-        image = rng.integers(0, 60, (64, 64, 3), dtype=np.uint8) + (0 if label == "bright" else 190)
-        x, y = rng.integers(8, 24, 2)
-        image[y : y + 32, x : x + 32] = 255 - image[y : y + 32, x : x + 32]
-        objects.append(Sequence(f"img{k}", [image], np.array([[x, y, 32, 32]], float), label=label))
-    return Source("tinyimagenet", "memory", 1.0, objects)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Sources and weight files shared by this module's runs (the feature caches are built once here too)."""
@@ -71,7 +42,7 @@ def data(tmp_path_factory):
     torch.manual_seed(0)
     weights = root / "matching.safetensors"
     save_weights(weights, MatchingNetwork())
-    return {"root": root, "videos": write_sequence(root / "videos"), "val": write_sequence(root / "val", "val", seed=1),
+    return {"root": root, "videos": write_square_sequence(root / "videos"), "val": write_square_sequence(root / "val", "val", seed=1),
             "weights": weights}
 
 
@@ -92,7 +63,7 @@ def _stage_options(stage, data):
 
 def _sources(stage, data):
     if stage == "backbone":
-        return [labelled_source()]
+        return [labelled_source(count=8)]
     return [load_source("seq", str(data["videos"]))]
 
 

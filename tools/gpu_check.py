@@ -204,24 +204,6 @@ def tracking(device, frames, compare_frames, sets):
 
 # ------------------------------------------------------------------------------------------------- training
 
-def write_sequence(root, name, frames, size=(320, 240), seed=0):
-    """An OTB-layout sequence: a bright square moving over noise, 1-based ground truth."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    folder = Path(root) / name
-    (folder / "img").mkdir(parents=True, exist_ok=True)
-    boxes = []
-    for n in range(frames):
-        image = rng.integers(0, 90, (size[1], size[0], 3), dtype=np.uint8)
-        x, y = 60 + (3 * n) % 150, 50 + (2 * n) % 100
-        image[y : y + 40, x : x + 50] = (230, 200, 60)
-        cv2.imwrite(str(folder / "img" / f"{n + 1:04d}.jpg"), image)
-        boxes.append([x + 1, y + 1, 50, 40])
-    (folder / "groundtruth_rect.txt").write_text("".join(",".join(map(str, b)) + "\n" for b in boxes))
-
-
 def _losses(out):
     return [float(line.split(",")[1]) for line in (out / "log.csv").read_text().splitlines()[1:]]
 
@@ -230,11 +212,12 @@ def training(device, steps, batch, search, workers, workdir):
     import torch
 
     from mlt_plugin.cli import main as mlt
+    from mlt_plugin.demo import write_square_sequence
     from mlt_plugin.networks.weights_io import default_file
 
     data = workdir / "train_data"
     for k in range(2):
-        write_sequence(data, f"square{k}", 40, seed=k)
+        write_square_sequence(data, f"square{k}", 40, size=(320, 240), seed=k)
     result = {}
     for stage in ("matching", "meta"):
         for amp in (False, True):
@@ -299,11 +282,12 @@ def ddp(device, steps, workdir):
     import torch
     import torch.multiprocessing as mp
 
+    from mlt_plugin.demo import write_square_sequence
     from mlt_plugin.networks.weights_io import default_file
     from mlt_plugin.training.datasets import load_source
 
     data = workdir / "ddp_data"
-    write_sequence(data, "square", 12)
+    write_square_sequence(data, "square", 12, size=(320, 240))
     sources = [load_source("seq", str(data))]
     result = {}
     backends = [("gloo", "cpu")]

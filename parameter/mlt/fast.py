@@ -1,12 +1,11 @@
-"""CPU real-time preset: MLT on the default family (lite) with one search scale per frame.
-
-One scale costs a third of the paper's three; the price is that the size is no longer re-estimated
-(measured with `mlt eval --params default fast`)."""
+"""The default family's one-scale search without the box head: one crop per frame and the first frame's
+box shape, the size never re-estimated (kept to compare with the box head, which also runs one crop)."""
 from parameter.mlt.lite import parameters as family_parameters
 
 
 def parameters():
     params = family_parameters()
     params.name = "fast"
+    params.box_estimator = "scale_search"
     params.scales = (1.0,)
     return params

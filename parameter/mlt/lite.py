@@ -12,7 +12,7 @@ def parameters():
     params.window_influence = 0.15
     # "head": one search crop per frame, the box from the box head at MLT's response peak (box_estimators.py:
     # HeadBox); "scale_search": the paper's 3-scale search with the window_influence above.
-    params.box_estimator = "scale_search"
+    params.box_estimator = "head"
     params.box_head_weights = None  # None: the shipped mlt_plugin/weights/lite_box.safetensors
     params.head_window_influence = 0.4  # cosine window weight on the penalised score (peak 1)
     params.head_penalty = 0.15  # SiamRPN's penalty_k on scale and aspect change
