@@ -41,6 +41,12 @@ def tracker():
     return make_tracker()
 
 
+@pytest.fixture(scope="module")
+def scale_search_tracker():
+    """The paper's 3-scale search, whose scale choice (``_locate``) the tests below force."""
+    return make_tracker("mt@box_estimator=scale_search")
+
+
 def noise(height, width, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
@@ -96,7 +102,8 @@ def test_odd_boxes_are_tracked_with_a_clamped_state(tracker, box):
     [([10, 10, 1, 1], 0, [2.0, 2.0]), ([-5, -5, 1e6, 1e6], 2, [400.0, 320.0])],
     ids=["shrinking-at-min-size", "growing-at-10x-frame"],
 )
-def test_search_region_does_not_drift_from_a_clamped_size(tracker, monkeypatch, box, best, size):
+def test_search_region_does_not_drift_from_a_clamped_size(scale_search_tracker, monkeypatch, box, best, size):
+    tracker = scale_search_tracker
     tracker.initialize(noise(32, 40), box)
     middle = tracker.params.response_upsample * 17 // 2
     # Force the smallest / largest scale at every frame, peak in the middle: the size stays clamped.
@@ -112,8 +119,9 @@ def test_valid_box_is_kept_as_given(tracker):
     assert tracker.center.tolist() == [16.5, 12.75] and tracker.size.tolist() == [12, 9]
 
 
-def test_target_leaving_the_frame_gives_a_low_presence_score(tracker, monkeypatch):
+def test_target_leaving_the_frame_gives_a_low_presence_score(scale_search_tracker, monkeypatch):
     """The peak found beyond the frame's edge (where the crop is padding) is no visible target."""
+    tracker = scale_search_tracker
     tracker.initialize(noise(32, 40), [28, 12, 10, 8])  # near the right edge
     first = tracker.track(noise(32, 40))
     assert_sane(first, tracker)

@@ -124,8 +124,11 @@ def test_finetune_baseline_changes_only_w5(demo):
     assert torch.equal(tracker.net.conv5.weight, before["conv5.weight"])
 
 
-def test_pytracking_contract(demo):
+def test_pytracking_contract():
     """pytracking's BaseTracker contract, exactly: what its runner reads from each returned dict."""
+    # 40 frames: the target moves ~5 response cells a frame. In the 24-frame demo it moves 8 (its own size):
+    # the box head's cosine window (weight 0.4, zero at the map's edge) then keeps it near the last state.
+    demo = demo_sequence(num_frames=40)
     tracker = _tracker("mt")
     tracker.initialize_features()
     assert tracker.multiobj_mode == "parallel"
