@@ -97,13 +97,23 @@ def side_targets(boxes: torch.Tensor, cells: int) -> torch.Tensor:
     return torch.stack([left, top, right, bottom], 1)
 
 
-def giou_loss(sides: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1 - GIoU of boxes given by their distances (N, 4) = (l, t, r, b) from one shared point, per row."""
+def _overlap(sides: torch.Tensor, targets: torch.Tensor):
+    """(IoU, union, enclosing area) of boxes given by their distances (N, 4) = (l, t, r, b) from one shared point."""
     pl, pt, pr, pb = sides.unbind(-1)
     tl, tt, tr, tb = targets.unbind(-1)
     area_p, area_t = (pl + pr) * (pt + pb), (tl + tr) * (tt + tb)
     inter = (torch.min(pl, tl) + torch.min(pr, tr)).clamp(min=0) * (torch.min(pt, tt) + torch.min(pb, tb)).clamp(min=0)
     union = area_p + area_t - inter
     enclosing = (torch.max(pl, tl) + torch.max(pr, tr)) * (torch.max(pt, tt) + torch.max(pb, tb))
-    iou = inter / union.clamp(min=1e-6)
+    return inter / union.clamp(min=1e-6), union, enclosing
+
+
+def side_iou(sides: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes given by their distances (N, 4) = (l, t, r, b) from one shared point, per row."""
+    return _overlap(sides, targets)[0]
+
+
+def giou_loss(sides: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - GIoU of boxes given by their distances (N, 4) = (l, t, r, b) from one shared point, per row."""
+    iou, union, enclosing = _overlap(sides, targets)
     return 1 - (iou - (enclosing - union) / enclosing.clamp(min=1e-6))

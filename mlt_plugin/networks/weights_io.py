@@ -87,13 +87,17 @@ def save_weights(path, matching, meta_learner=None, metadata=None):
     state = {f"matching.{k}": v for k, v in matching.state_dict().items() if k not in untrained}
     if meta_learner is not None:
         state.update({f"meta.{k}": v for k, v in meta_learner.state_dict().items()})
+    _write(path, state, {**(metadata or {}), "extractor": matching.extractor})
+
+
+def _write(path, state, metadata):
+    """Encode a state (``_encode``) and write it atomically (a .tmp file renamed), metadata as strings."""
     tensors = {}
     for name, value in state.items():
         tensors.update(_encode(name, value))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    metadata = {**(metadata or {}), "extractor": matching.extractor}
     save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
     tmp.replace(path)
 
@@ -197,15 +201,8 @@ def load_weights(variant: str, path=None, extractor: str = "paper"):
 
 def save_box_head(path, head: BoxHead, extractor: str, metadata=None):
     """A box head's weights, fp16, keys 'box.*', with its extractor and width in the metadata."""
-    tensors = {}
-    for name, value in head.state_dict().items():
-        tensors.update(_encode(f"box.{name}", value))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    metadata = {**(metadata or {}), "variant": "box", "extractor": extractor, "channels": head.channels}
-    save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
-    tmp.replace(path)
+    _write(path, {f"box.{k}": v for k, v in head.state_dict().items()},
+           {**(metadata or {}), "variant": "box", "extractor": extractor, "channels": head.channels})
 
 
 def load_box_head(path, extractor: str) -> BoxHead:

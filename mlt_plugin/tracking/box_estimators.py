@@ -87,12 +87,6 @@ def _change(ratio):
     return np.maximum(ratio, 1 / ratio)
 
 
-def _context(width, height, context_amount):
-    """``context_size`` of arrays of widths and heights."""
-    pad = context_amount * (width + height)
-    return np.sqrt((width + pad) * (height + pad))
-
-
 class HeadBox:
     """One crop per frame; the box head gives the extent at MLT's response peak (SiamRPN's selection)."""
 
@@ -100,9 +94,7 @@ class HeadBox:
 
     def __init__(self, params, net):
         self.params = params
-        self.net = net
-        device = net.response_scale.device
-        self.head = load_box_head(params.box_head_weights, net.extractor).to(device).eval()
+        self.head = load_box_head(params.box_head_weights, net.extractor).to(net.response_scale.device).eval()
         hann = np.hanning(RESPONSE_SIZE)
         self.window = np.outer(hann, hann)  # peak 1, as the probabilities it is mixed with
         self.kernel = None
@@ -129,7 +121,7 @@ class HeadBox:
         crop_per_image = p.instance_size / search_side
         width, height = (left + right) / crop_per_image, (top + bottom) / crop_per_image
         # SiamRPN's penalty on the change of scale (of the context square) and of aspect ratio, per cell.
-        scale_change = _change(_context(width, height, p.context_amount) / context_size(*size, p.context_amount))
+        scale_change = _change(context_size(width, height, p.context_amount) / context_size(*size, p.context_amount))
         aspect_change = _change((size[0] / size[1]) / (width / height))
         penalty = np.exp(-(scale_change * aspect_change - 1) * p.head_penalty)
         chosen = (1 - p.head_window_influence) * penalty * score + p.head_window_influence * self.window

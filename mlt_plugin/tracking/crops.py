@@ -23,7 +23,8 @@ def crop_square(image: np.ndarray, center, side: float, out_size: int, pad_color
     )
 
 
-def context_size(width: float, height: float, context_amount: float) -> float:
-    """SiamFC's exemplar side in image pixels: sqrt((w + p)(h + p)), p = context_amount * (w + h)."""
+def context_size(width, height, context_amount: float):
+    """SiamFC's exemplar side in image pixels: sqrt((w + p)(h + p)), p = context_amount * (w + h); elementwise
+    for arrays of widths and heights."""
     pad = context_amount * (width + height)
-    return float(np.sqrt((width + pad) * (height + pad)))
+    return np.sqrt((width + pad) * (height + pad))

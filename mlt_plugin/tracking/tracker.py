@@ -135,7 +135,7 @@ class MLT:
             self._clamp_state()
         tic = time.perf_counter()
         sides = self.box_estimator.sides(self.search_side)
-        crops = self._search_crops(image)
+        crops = self._search_crops(image, sides)
         toc = self._lap("crop", tic)
         with torch.inference_mode():
             conv4 = self._search_conv4(crops)
@@ -269,11 +269,10 @@ class MLT:
         frame's search crops, kept for every later sequence (VOT's re-initialisations included)."""
         self.search_engine = self.net.backbone.cpu_search_engine(
             self.net, self.precision, self.device, self.box_estimator.crops_per_frame, self.params.instance_size,
-            lambda: self._to_tensor(self._search_crops(image)))
+            lambda: self._to_tensor(self._search_crops(image, self.box_estimator.sides(self.search_side))))
 
-    def _search_crops(self, image) -> np.ndarray:
-        """The search crops the box estimator asks for, (S, size, size, 3) uint8."""
-        sides = self.box_estimator.sides(self.search_side)
+    def _search_crops(self, image, sides) -> np.ndarray:
+        """Search crops of ``sides`` (the box estimator's) around the state, (S, size, size, 3) uint8."""
         return np.stack([crop_square(image, self.center, s, self.params.instance_size, self.pad_color) for s in sides])
 
     def _search_conv4(self, crops):

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from mlt_plugin.geometry import LABEL_RADIUS, TOTAL_STRIDE
-from mlt_plugin.networks.box_head import BoxHead, giou_loss, side_targets
-from mlt_plugin.networks.int8 import int8_supported
+from mlt_plugin.networks.box_head import BoxHead, giou_loss, side_iou, side_targets
 from mlt_plugin.networks.losses import label_map, logistic_loss
 from mlt_plugin.networks.weights_io import load_box_head, load_weights, save_box_head
+from mlt_plugin.params import resolve_precision
 from mlt_plugin.training.sampling import CropSampler, PairDataset
 
 HEAD_CHANNELS = 64
@@ -43,33 +43,23 @@ def box_losses(head, template_features, search_features, batch):
         zero = sides.sum() * 0
         return zero, score, torch.tensor(float("nan"))
     pred, true = sides.permute(0, 2, 3, 1)[positive], targets.permute(0, 2, 3, 1)[positive]
-    giou = giou_loss(pred, true)
-    with torch.no_grad():
-        inter = ((torch.min(pred[:, 0], true[:, 0]) + torch.min(pred[:, 2], true[:, 2])).clamp(min=0)
-                 * (torch.min(pred[:, 1], true[:, 1]) + torch.min(pred[:, 3], true[:, 3])).clamp(min=0))
-        union = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3]) + (true[:, 0] + true[:, 2]) * (true[:, 1] + true[:, 3]) - inter
-        iou = (inter / union).mean()
-    return giou.mean(), score, iou
+    return giou_loss(pred, true).mean(), score, side_iou(pred.detach(), true).mean()
 
 
 class FrozenFeatures:
     """The frozen extractor's features of uint8 crops (B, 3, S, S), as the tracker computes them."""
 
     def __init__(self, extractor: str, device):
-        net = load_weights("mt", None, extractor)[0].to(device).eval()
-        self.net, self.device = net, device
-        self.openvino = device.type == "cpu" and extractor == "lite" and int8_supported()
-        self.engines = {}
+        self.net = load_weights("mt", None, extractor)[0].to(device).eval().fold_batch_norm()
+        self.device, self.precision = device, resolve_precision("auto", device)
+        self.engines = {}  # the extractor's CPU search engine (as MLT._build_search_engine), per batch shape
 
     def __call__(self, crops: torch.Tensor) -> torch.Tensor:
-        if self.openvino:
-            from mlt_plugin.networks.lite_openvino import LiteOpenVINO
-
-            key = tuple(crops.shape)
-            if key not in self.engines:  # one compiled engine per batch shape
-                maxima = self.net.int8_activation_max
-                self.engines[key] = LiteOpenVINO(self.net.backbone, key[0], key[-1], "int8" if maxima is not None else "fp32",
-                                                 maxima=maxima)
+        key = tuple(crops.shape)
+        if key not in self.engines:
+            self.engines[key] = self.net.backbone.cpu_search_engine(self.net, self.precision, self.device, key[0],
+                                                                    key[-1], lambda: crops.float())
+        if self.engines[key] is not None:
             pixels = crops.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
             return self.engines[key](np.ascontiguousarray(pixels)).to(self.device).contiguous()
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
