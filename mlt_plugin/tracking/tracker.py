@@ -269,10 +269,12 @@ class MLT:
         frame's search crops, kept for every later sequence (VOT's re-initialisations included)."""
         self.search_engine = self.net.backbone.cpu_search_engine(
             self.net, self.precision, self.device, self.box_estimator.crops_per_frame, self.params.instance_size,
-            lambda: self._to_tensor(self._search_crops(image, self.box_estimator.sides(self.search_side))))
+            lambda: self._to_tensor(self._search_crops(image)))
 
-    def _search_crops(self, image, sides) -> np.ndarray:
-        """Search crops of ``sides`` (the box estimator's) around the state, (S, size, size, 3) uint8."""
+    def _search_crops(self, image, sides=None) -> np.ndarray:
+        """The search crops the box estimator asks for (``sides``, when already computed), (S, size, size, 3) uint8."""
+        if sides is None:
+            sides = self.box_estimator.sides(self.search_side)
         return np.stack([crop_square(image, self.center, s, self.params.instance_size, self.pad_color) for s in sides])
 
     def _search_conv4(self, crops):
